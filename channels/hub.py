@@ -1,0 +1,538 @@
+"""The hub: this node's subscriptions and the fan-out written once.
+
+Backends call up into the hub only through :class:`BrokerEventHandler`
+methods; connections receive deliveries only through
+:class:`channels.transport.Subscriber`. The hub knows nothing of sockets or
+wire formats: it asks each subscriber to encode, once per ``wire_key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+import msgpack
+
+from channels import errors
+from channels.broker import Broker
+from channels.errors import BackendUnavailable, DisconnectCode
+from channels.namespaces import NamespaceOptions, Namespaces
+from channels.presence import PresenceManager
+from channels.transport import Subscriber
+from channels.types import (
+    ClientInfo,
+    HistoryQuery,
+    HistoryResult,
+    Publication,
+    StreamPosition,
+)
+
+log = logging.getLogger("squall.hub")
+
+ControlHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Plain counters read by the metrics collector; no locking needed."""
+
+    publications: int = 0
+    deliveries: int = 0
+    joins: int = 0
+    leaves: int = 0
+    gaps: int = 0
+    recovered: int = 0
+    not_recovered: int = 0
+
+
+class _Channel:
+    """Local state of one channel with at least one local subscriber."""
+
+    __slots__ = ("subs", "recovering", "last_offset", "epoch", "opts", "ready")
+
+    def __init__(self, opts: NamespaceOptions) -> None:
+        # subscriber -> wants join/leave pushes
+        self.subs: dict[Subscriber, bool] = {}
+        # subscribers mid-subscribe: publications are buffered for them
+        self.recovering: dict[Subscriber, list[Publication]] = {}
+        self.last_offset = 0
+        self.epoch = ""
+        self.opts = opts
+        # set once the broker subscription is in place
+        self.ready: asyncio.Future[None] | None = None
+
+
+@dataclass(slots=True)
+class SubscribeOutcome:
+    position: StreamPosition = field(default_factory=StreamPosition)
+    recoverable: bool = False
+    recovered: bool = False
+    was_recovering: bool = False
+    publications: list[Publication] = field(default_factory=list)
+    # publications that arrived during the subscribe and follow the reply
+    pending: list[Publication] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    uid: str
+    name: str
+    num_clients: int = 0
+    num_users: int = 0
+    num_subs: int = 0
+    num_channels: int = 0
+    updated: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "name": self.name,
+            "num_clients": self.num_clients,
+            "num_users": self.num_users,
+            "num_subs": self.num_subs,
+            "num_channels": self.num_channels,
+        }
+
+
+class Hub:
+    """Subscriptions, fan-out, presence and history for this node."""
+
+    NODE_HEARTBEAT = 3.0
+    NODE_EXPIRE = 10.0
+
+    def __init__(
+        self,
+        broker: Broker,
+        presence: PresenceManager,
+        namespaces: Namespaces,
+        *,
+        node_name: str = "",
+        presence_ttl: float = 60.0,
+        recovery_max_publication_limit: int = 1000,
+    ) -> None:
+        self.broker = broker
+        self.presence_manager = presence
+        self.namespaces = namespaces
+        self.node_id = uuid.uuid4().hex
+        self.node_name = node_name or self.node_id[:8]
+        self.presence_ttl = presence_ttl
+        self.recovery_limit = recovery_max_publication_limit
+        self.stats = HubStats()
+        self._channels: dict[str, _Channel] = {}
+        self._clients: dict[str, Subscriber] = {}
+        self._users: dict[str, set[Subscriber]] = {}
+        self._presence: dict[str, dict[str, ClientInfo]] = {}  # channel -> client -> info
+        self._control: dict[str, ControlHandler] = {}
+        self._nodes: dict[str, NodeInfo] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.presence_manager.start()
+        await self.broker.start(self)
+        self.register_control("node", self._on_node_control)
+        self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
+
+    async def close(self) -> None:
+        self._closing = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        await self.broker.close()
+        await self.presence_manager.close()
+
+    def register_control(self, op: str, handler: ControlHandler) -> None:
+        """Upper layers handle node-to-node control ops (disconnect, subscribe...)."""
+        self._control[op] = handler
+
+    async def send_control(self, op: str, **payload: Any) -> None:
+        payload["op"] = op
+        await self.broker.publish_control(msgpack.packb(payload, use_bin_type=True))
+
+    # ------------------------------------------------------------ clients
+    def add_client(self, sub: Subscriber) -> None:
+        self._clients[sub.client_id] = sub
+        self._users.setdefault(sub.user, set()).add(sub)
+
+    def remove_client(self, sub: Subscriber) -> None:
+        self._clients.pop(sub.client_id, None)
+        conns = self._users.get(sub.user)
+        if conns is not None:
+            conns.discard(sub)
+            if not conns:
+                del self._users[sub.user]
+
+    def client(self, client_id: str) -> Subscriber | None:
+        return self._clients.get(client_id)
+
+    def user_connections(self, user: str) -> list[Subscriber]:
+        return list(self._users.get(user, ()))
+
+    def clients(self) -> list[Subscriber]:
+        return list(self._clients.values())
+
+    @property
+    def num_clients(self) -> int:
+        return len(self._clients)
+
+    @property
+    def num_users(self) -> int:
+        return len(self._users)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self._channels)
+
+    @property
+    def num_subscriptions(self) -> int:
+        return sum(len(c.subs) for c in self._channels.values())
+
+    def channel_counts(self) -> dict[str, int]:
+        """Channel -> local subscriber count."""
+        return {name: len(c.subs) for name, c in self._channels.items()}
+
+    # ------------------------------------------------------------ subscribe
+    async def subscribe(
+        self,
+        sub: Subscriber,
+        channel: str,
+        opts: NamespaceOptions,
+        info: ClientInfo,
+        *,
+        recover: bool = False,
+        since: StreamPosition | None = None,
+        join_leave: bool = False,
+        positioned: bool = False,
+        recoverable: bool = False,
+    ) -> SubscribeOutcome:
+        """Subscribe ``sub`` and return what the subscribe reply needs.
+
+        The subscriber is buffered while the stream position is read, so no
+        publication can fall between the position and the live flow.
+        """
+        ch = self._channels.get(channel)
+        if ch is None:
+            ch = self._channels[channel] = _Channel(opts)
+        ch.recovering[sub] = []
+        try:
+            await self._ensure_broker_sub(channel, ch)
+            out = await self._position_and_recover(channel, ch, opts, recover, since, positioned, recoverable)
+            buffered = ch.recovering.pop(sub, [])
+        except BaseException:
+            ch.recovering.pop(sub, None)
+            await self._maybe_drop_channel(channel)
+            raise
+        top = out.position.offset
+        if out.publications:
+            top = max(top, out.publications[-1].offset)
+        seen = {p.offset for p in out.publications}
+        for p in buffered:
+            if p.offset == 0 or (p.offset > top and p.offset not in seen):
+                out.pending.append(p)
+        ch.subs[sub] = join_leave or opts.force_push_join_leave
+        if opts.presence:
+            self._presence.setdefault(channel, {})[sub.client_id] = info
+            try:
+                await self.presence_manager.add(channel, info)
+            except BackendUnavailable:
+                log.warning("presence add failed for %s", channel)
+        if opts.join_leave:
+            try:
+                await self.broker.publish_join(channel, info)
+            except BackendUnavailable:
+                log.warning("join publish failed for %s", channel)
+        return out
+
+    async def _ensure_broker_sub(self, channel: str, ch: _Channel) -> None:
+        if ch.ready is None:
+            ch.ready = asyncio.get_running_loop().create_future()
+            try:
+                await self.broker.subscribe(channel)
+            except BaseException as e:
+                fut, ch.ready = ch.ready, None
+                fut.set_exception(e if isinstance(e, Exception) else BackendUnavailable())
+                fut.exception()  # consumed here; waiters re-raise
+                raise
+            ch.ready.set_result(None)
+        elif not ch.ready.done():
+            await asyncio.shield(ch.ready)
+
+    async def _position_and_recover(
+        self,
+        channel: str,
+        ch: _Channel,
+        opts: NamespaceOptions,
+        recover: bool,
+        since: StreamPosition | None,
+        positioned: bool,
+        recoverable: bool,
+    ) -> SubscribeOutcome:
+        out = SubscribeOutcome()
+        stream = opts.stream
+        if not stream.enabled:
+            return out
+        out.recoverable = recoverable or opts.force_recovery
+        want_recover = recover and since is not None and opts.allow_recovery
+        if want_recover and since is not None:
+            out.was_recovering = True
+            limit = self.recovery_limit
+            try:
+                res = await self.broker.history(
+                    channel, HistoryQuery(limit=limit + 1, since=since), stream
+                )
+                pubs = res.publications
+                ok = len(pubs) <= limit and (
+                    (pubs and pubs[0].offset == since.offset + 1)
+                    or (not pubs and res.position.offset == since.offset)
+                )
+            except errors.UnrecoverablePosition:
+                res = await self.broker.history(channel, HistoryQuery(limit=0), stream)
+                pubs, ok = [], False
+            out.position = res.position
+            out.recovered = bool(ok)
+            if ok:
+                out.publications = pubs
+                self.stats.recovered += 1
+            else:
+                self.stats.not_recovered += 1
+                if opts.latest_value:
+                    out.publications = await self._latest(channel, stream)
+        else:
+            res = await self.broker.history(channel, HistoryQuery(limit=0), stream)
+            out.position = res.position
+            if opts.latest_value:
+                out.publications = await self._latest(channel, stream)
+        if not ch.epoch or ch.epoch != out.position.epoch:
+            ch.epoch = out.position.epoch
+            ch.last_offset = out.position.offset
+        elif out.position.offset > ch.last_offset and not ch.subs:
+            ch.last_offset = out.position.offset
+        return out
+
+    async def _latest(self, channel: str, stream: Any) -> list[Publication]:
+        res = await self.broker.history(channel, HistoryQuery(limit=1, reverse=True), stream)
+        return res.publications
+
+    async def unsubscribe(self, sub: Subscriber, channel: str, info: ClientInfo | None = None) -> None:
+        ch = self._channels.get(channel)
+        if ch is None or sub not in ch.subs:
+            return
+        del ch.subs[sub]
+        opts = ch.opts
+        if opts.presence:
+            local = self._presence.get(channel)
+            if local is not None:
+                local.pop(sub.client_id, None)
+                if not local:
+                    del self._presence[channel]
+            try:
+                await self.presence_manager.remove(channel, sub.client_id)
+            except BackendUnavailable:
+                log.warning("presence remove failed for %s", channel)
+        if opts.join_leave and info is not None and not self._closing:
+            try:
+                await self.broker.publish_leave(channel, info)
+            except BackendUnavailable:
+                log.warning("leave publish failed for %s", channel)
+        await self._maybe_drop_channel(channel)
+
+    async def _maybe_drop_channel(self, channel: str) -> None:
+        ch = self._channels.get(channel)
+        if ch is None or ch.subs or ch.recovering:
+            return
+        del self._channels[channel]
+        if ch.ready is not None and ch.ready.done() and not ch.ready.exception():
+            try:
+                await self.broker.unsubscribe(channel)
+            except BackendUnavailable:
+                log.warning("broker unsubscribe failed for %s", channel)
+
+    def is_subscribed(self, sub: Subscriber, channel: str) -> bool:
+        ch = self._channels.get(channel)
+        return ch is not None and sub in ch.subs
+
+    # ------------------------------------------------------------ publish
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        opts: NamespaceOptions | None = None,
+    ) -> StreamPosition:
+        """Publish through the broker; returns once stored (history channels)."""
+        if opts is None:
+            opts = self.namespaces.lookup(channel)
+        pub = Publication(data=data, info=info, tags=tags, time=int(time.time() * 1000))
+        pos = await self.broker.publish(channel, pub, opts.stream)
+        self.stats.publications += 1
+        return pos
+
+    async def history(self, channel: str, query: HistoryQuery, opts: NamespaceOptions | None = None) -> HistoryResult:
+        if opts is None:
+            opts = self.namespaces.lookup(channel)
+        if not opts.stream.enabled:
+            raise errors.NotAvailable()
+        return await self.broker.history(channel, query, opts.stream)
+
+    async def remove_history(self, channel: str) -> None:
+        await self.broker.remove_history(channel)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return await self.presence_manager.presence(channel)
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        return await self.presence_manager.stats(channel)
+
+    # ------------------------------------------------------------ broker events
+    def on_publication(self, channel: str, pub: Publication) -> None:
+        ch = self._channels.get(channel)
+        if ch is None:
+            return
+        if pub.offset:
+            if pub.epoch and ch.epoch and pub.epoch != ch.epoch:
+                self._stream_broken(channel, ch, "epoch changed")
+                return
+            if pub.offset <= ch.last_offset:
+                return  # duplicate (e.g. redelivered after resubscribe)
+            if ch.last_offset and pub.offset != ch.last_offset + 1 and not ch.opts.latest_value:
+                ch.last_offset = pub.offset
+                self._stream_broken(channel, ch, "gap")
+                return
+            ch.last_offset = pub.offset
+            if pub.epoch:
+                ch.epoch = pub.epoch
+        for buf in ch.recovering.values():
+            buf.append(pub)
+        subs = ch.subs
+        if not subs:
+            return
+        body = pub.to_dict()
+        conflate = channel if ch.opts.latest_value else None
+        cache: dict[Hashable, bytes] = {}
+        for sub in subs:
+            key = sub.wire_key
+            data = cache.get(key)
+            if data is None:
+                data = cache[key] = sub.encode_push(channel, "pub", body)
+            sub.write_wire(data, conflate)
+        self.stats.deliveries += len(subs)
+
+    def _stream_broken(self, channel: str, ch: _Channel, why: str) -> None:
+        """Local subscribers may have missed publications: make them recover."""
+        self.stats.gaps += 1
+        log.warning("stream of %s broken (%s): %d subscribers must recover", channel, why, len(ch.subs))
+        for sub in list(ch.subs):
+            sub.disconnect(errors.INSUFFICIENT_STATE)
+
+    def _fan_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:
+        ch = self._channels.get(channel)
+        if ch is None:
+            return
+        body = {"info": info.to_dict()}
+        cache: dict[Hashable, bytes] = {}
+        for sub, wants in ch.subs.items():
+            if not wants or sub.client_id == info.client:
+                continue
+            key = sub.wire_key
+            data = cache.get(key)
+            if data is None:
+                data = cache[key] = sub.encode_push(channel, kind, body)
+            sub.write_wire(data)
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self.stats.joins += 1
+        self._fan_join_leave(channel, "join", info)
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self.stats.leaves += 1
+        self._fan_join_leave(channel, "leave", info)
+
+    def on_control(self, data: bytes) -> None:
+        try:
+            msg = msgpack.unpackb(data, raw=False)
+            handler = self._control.get(msg.get("op", ""))
+        except (ValueError, TypeError, AttributeError, msgpack.UnpackException):
+            log.warning("dropping malformed control message")
+            return
+        if handler is not None:
+            try:
+                handler(msg)
+            except Exception:
+                log.exception("control handler %s failed", msg.get("op"))
+
+    def on_broker_resync(self) -> None:
+        """The broker reconnected: any stream channel may have a gap."""
+        for channel, ch in list(self._channels.items()):
+            if ch.opts.stream.enabled:
+                self._stream_broken(channel, ch, "broker reconnected")
+
+    def local_presence(self) -> dict[str, dict[str, ClientInfo]]:
+        """What this node must keep refreshed in the presence backend."""
+        return self._presence
+
+    # ------------------------------------------------------------ disconnects
+    def disconnect_user(self, user: str, code: DisconnectCode, reason: str | None = None, client: str = "") -> int:
+        n = 0
+        for sub in self.user_connections(user):
+            if client and sub.client_id != client:
+                continue
+            sub.disconnect(code, reason)
+            n += 1
+        return n
+
+    # ------------------------------------------------------------ nodes
+    def nodes(self) -> list[NodeInfo]:
+        now = time.monotonic()
+        self._nodes[self.node_id] = self._self_info()
+        return [n for n in self._nodes.values() if n.uid == self.node_id or now - n.updated < self.NODE_EXPIRE]
+
+    def _self_info(self) -> NodeInfo:
+        return NodeInfo(
+            uid=self.node_id,
+            name=self.node_name,
+            num_clients=self.num_clients,
+            num_users=self.num_users,
+            num_subs=self.num_subscriptions,
+            num_channels=self.num_channels,
+            updated=time.monotonic(),
+        )
+
+    def _on_node_control(self, msg: dict[str, Any]) -> None:
+        uid = str(msg.get("uid", ""))
+        if not uid:
+            return
+        self._nodes[uid] = NodeInfo(
+            uid=uid,
+            name=str(msg.get("name", "")),
+            num_clients=int(msg.get("num_clients", 0)),
+            num_users=int(msg.get("num_users", 0)),
+            num_subs=int(msg.get("num_subs", 0)),
+            num_channels=int(msg.get("num_channels", 0)),
+            updated=time.monotonic(),
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        """Announce this node and refresh its presence entries."""
+        while True:
+            try:
+                await self.send_control("node", **self._self_info().to_dict())
+                for channel, entries in list(self._presence.items()):
+                    for info in list(entries.values()):
+                        await self.presence_manager.add(channel, info)
+            except BackendUnavailable:
+                log.debug("heartbeat skipped: backend unavailable")
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(min(self.NODE_HEARTBEAT, self.presence_ttl / 3))

@@ -1,0 +1,1 @@
+"""Server layer: settings, assembly of the app, and its lifecycle."""

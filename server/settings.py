@@ -1,0 +1,236 @@
+"""One frozen settings object, loaded from defaults < TOML file < env < flags.
+
+Every field below is documented where it is declared; ``python run.py
+genconfig`` prints them as a commented starter file. Keys are validated on
+load and a bad one raises :class:`ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from channels.namespaces import Namespaces, build_namespaces, parse_duration
+
+ENV_PREFIX = "SQUALL_"
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+
+
+class ConfigError(Exception):
+    """A bad configuration value; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"config error: {key}: {message}")
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    return field(default=default, metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- listening -------------------------------------------------------
+    host: str = _doc("Address to listen on.", "127.0.0.1")
+    port: int = _doc("TCP port to listen on.", 8000)
+    processes: int = _doc("Worker processes sharing the port; 0 = one per core. >1 needs engine=redis.", 1)
+    node_name: str = _doc("Name of this node in `info` and logs; empty = hostname:port.", "")
+    # --- logging ---------------------------------------------------------
+    log_level: str = _doc("debug, info, warning or error.", "info")
+    log_format: str = _doc("text or json.", "text")
+    # --- engine ----------------------------------------------------------
+    engine: str = _doc("Broker and presence: memory (single node) or redis.", "memory")
+    redis_urls: tuple[str, ...] = _doc("Redis servers; channels are sharded over them.", ("redis://127.0.0.1:6379/0",))
+    redis_prefix: str = _doc("Prefix of every Redis key and pub/sub topic.", "squall")
+    redis_cluster: bool = _doc("Treat redis_urls as one Redis Cluster (sharded pub/sub).", False)
+    presence_ttl: float = _doc("Seconds a presence entry lives unless refreshed.", 60.0)
+    history: str = _doc("History store: memory or mongo.", "memory")
+    history_hot_window: int = _doc("Publications per channel kept in Redis for fast recovery (redis engine).", 100)
+    mongo_url: str = _doc("MongoDB connection string.", "mongodb://127.0.0.1:27017")
+    mongo_database: str = _doc("MongoDB database name.", "squall")
+    mongo_write_concern: str = _doc("Write concern w: '', 'majority' or a number; '' = driver default.", "")
+    mongo_batch_window_ms: float = _doc("Milliseconds concurrent publications wait to share one insert_many.", 2.0)
+    mongo_batch_size: int = _doc("Most publications in one insert_many.", 500)
+    # --- auth --------------------------------------------------------------
+    token_hmac_secret_key: str = _doc("HS256 secret for connection/subscription JWTs.", "")
+    token_rsa_public_key: str = _doc("RS256 public key: PEM text or a file path.", "")
+    token_ecdsa_public_key: str = _doc("ES256 public key: PEM text or a file path.", "")
+    token_audience: str = _doc("Required `aud` claim when set.", "")
+    token_issuer: str = _doc("Required `iss` claim when set.", "")
+    allow_anonymous_connect_without_token: bool = _doc("Connect without a token as anonymous user ''.", False)
+    allowed_origins: tuple[str, ...] = _doc("Origins allowed to connect (browser); empty = same origin only; '*' = any.", ())
+    api_key: str = _doc("Server API key (X-API-Key or 'Authorization: apikey'). Empty disables the API.", "")
+    api_insecure: bool = _doc("Serve the API with no key (only behind a trusted network).", False)
+    admin_password: str = _doc("Password of the /admin UI; empty disables it.", "")
+    admin_secret: str = _doc("Secret that signs admin session tokens; empty = random per start.", "")
+    # --- client protocol and limits ---------------------------------------
+    ping_interval: float = _doc("Seconds between server pings.", 25.0)
+    pong_timeout: float = _doc("Seconds to wait for a pong before disconnecting (3012).", 8.0)
+    client_stale_timeout: float = _doc("Seconds a socket may stay without a connect command (3502).", 10.0)
+    max_message_size: int = _doc("Largest incoming frame in bytes (larger: close 1009).", 65536)
+    client_queue_max_size: int = _doc("Outbound bytes buffered per connection before disconnect 3008.", 1048576)
+    client_channel_limit: int = _doc("Channels one connection may subscribe to (106).", 128)
+    client_user_connection_limit: int = _doc("Connections per user on this node; 0 = unlimited (3504).", 0)
+    client_ip_connection_limit: int = _doc("Connections per client IP on this node; 0 = unlimited (3504).", 0)
+    client_connection_limit: int = _doc("Total connections on this node; 0 = unlimited (3504).", 0)
+    client_connection_rate_limit: float = _doc("New connections per second on this node; 0 = unlimited (HTTP 503).", 0.0)
+    client_command_rate_limit: float = _doc("Commands per second per connection; 0 = unlimited (111, then 3013).", 0.0)
+    client_command_burst: int = _doc("Token bucket size for client_command_rate_limit.", 50)
+    channel_max_length: int = _doc("Longest channel name.", 255)
+    history_max_limit: int = _doc("Largest `limit` a history request may ask for.", 1000)
+    presence_max_clients: int = _doc("Largest presence reply; bigger channels get 106.", 10000)
+    recovery_max_publication_limit: int = _doc("Most publications one recovery returns; beyond: recovered=false.", 1000)
+    write_delay_ms: float = _doc("Coalesce outbound frames per connection for this long (0 = next loop turn).", 0.0)
+    websocket_compression: bool = _doc("Offer permessage-deflate.", False)
+    shutdown_drain_seconds: float = _doc("Spread shutdown disconnects over this many seconds.", 3.0)
+    # --- channels --------------------------------------------------------
+    channel: Mapping[str, Any] = _doc("Options of channels without a namespace.", default_factory=dict)
+    namespaces: tuple[Mapping[str, Any], ...] = _doc("Namespaces: list of tables with `name` and options.", ())
+
+    def __post_init__(self) -> None:
+        try:
+            ns = build_namespaces(dict(self.channel), [dict(n) for n in self.namespaces], self.channel_max_length)
+        except ValueError as e:
+            key, _, msg = str(e).partition(": ")
+            raise ConfigError(key, msg) from None
+        object.__setattr__(self, "_namespaces", ns)
+        _validate(self)
+
+    @property
+    def channels(self) -> Namespaces:
+        ns: Namespaces = getattr(self, "_namespaces")
+        return ns
+
+
+_CHOICES = {
+    "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("text", "json"),
+    "engine": ("memory", "redis"),
+    "history": ("memory", "mongo"),
+}
+
+
+def _validate(s: Settings) -> None:
+    for key, choices in _CHOICES.items():
+        if getattr(s, key) not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(choices)}")
+    if not 0 <= s.port <= 65535:
+        raise ConfigError("port", "must be 0..65535")
+    if s.processes < 0:
+        raise ConfigError("processes", "must be >= 0")
+    if s.processes != 1 and s.engine != "redis":
+        raise ConfigError("processes", "more than one process needs engine = \"redis\"")
+    for key in ("ping_interval", "pong_timeout", "max_message_size", "client_queue_max_size"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(key, "must be > 0")
+    if s.engine == "redis" and not s.redis_urls:
+        raise ConfigError("redis_urls", "at least one Redis URL is needed")
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f for f in fields(Settings)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Turn a TOML/env/flag value into the field's type, or raise ConfigError."""
+    f = _field_types()[key]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    typ = type(default)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            raise ValueError("expected true or false")
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            return int(value)
+        if typ is float:
+            if key.endswith("_ms"):
+                return float(value)
+            return parse_duration(value, key)
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return value
+        if typ is tuple:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            if isinstance(value, (list, tuple)):
+                return tuple(value)
+            raise ValueError("expected a list")
+        if isinstance(default, Mapping) or typ is dict:
+            if not isinstance(value, Mapping):
+                raise ValueError("expected a table")
+            return dict(value)
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        if msg.startswith(key + ": "):
+            msg = msg[len(key) + 2 :]
+        raise ConfigError(key, msg or "bad value") from None
+    raise ConfigError(key, "unsupported type")  # pragma: no cover
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path}: {e}") from None
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    names = _field_types()
+    for k, v in environ.items():
+        if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG":
+            key = k[len(ENV_PREFIX) :].lower()
+            if key in names and key not in ("channel", "namespaces"):
+                out[key] = v
+    return out
+
+
+def load(
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults < file < env < overrides into one frozen Settings.
+
+    Without a file (no ``config_path`` and no ``SQUALL_CONFIG``) the embedded
+    demo configuration is used, so ``python run.py`` serves the chat page.
+    """
+    environ = os.environ if environ is None else environ
+    path = config_path or environ.get(ENV_PREFIX + "CONFIG") or str(DEMO_CONFIG)
+    merged: dict[str, Any] = {}
+    names = _field_types()
+    for layer in (read_toml(path), from_env(environ), dict(overrides or {})):
+        for key, value in layer.items():
+            if key not in names:
+                raise ConfigError(key, "unknown setting")
+            if value is None:
+                continue
+            merged[key] = value if key == "namespaces" else _coerce(key, value)
+    if "namespaces" in merged:
+        ns = merged["namespaces"]
+        if not isinstance(ns, (list, tuple)) or not all(isinstance(n, Mapping) for n in ns):
+            raise ConfigError("namespaces", "expected a list of tables ([[namespaces]])")
+        merged["namespaces"] = tuple(dict(n) for n in ns)
+    return Settings(**merged)
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(name, default, doc) for every setting, for genconfig and docs."""
+    out = []
+    for f in fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append((f.name, default, f.metadata.get("doc", "")))
+    return out
