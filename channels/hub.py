@@ -110,6 +110,7 @@ class Hub:
         presence: PresenceManager,
         namespaces: Namespaces,
         *,
+        node_id: str = "",
         node_name: str = "",
         presence_ttl: float = 60.0,
         recovery_max_publication_limit: int = 1000,
@@ -117,7 +118,7 @@ class Hub:
         self.broker = broker
         self.presence_manager = presence
         self.namespaces = namespaces
-        self.node_id = uuid.uuid4().hex
+        self.node_id = node_id or uuid.uuid4().hex
         self.node_name = node_name or self.node_id[:8]
         self.presence_ttl = presence_ttl
         self.recovery_limit = recovery_max_publication_limit
