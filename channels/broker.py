@@ -3,7 +3,9 @@
 A broker also owns each channel's stream (offset assignment and the recent
 history window) because ordering is only sound where offsets are assigned and
 messages are published in one step. Durable storage beyond the window is a
-:class:`channels.history.HistoryStore` that the broker is built with.
+:class:`channels.history.HistoryStore` that the broker is built with; the
+server's assembly starts and closes that store (before and after the broker),
+so brokers never call its start() or close().
 
 Upward calls go only through the :class:`BrokerEventHandler` given to
 :meth:`Broker.start`; the hub implements it.

@@ -27,11 +27,11 @@ class MemoryBroker:
         self._handler: BrokerEventHandler | None = None
 
     async def start(self, handler: BrokerEventHandler) -> None:
+        # The history store's lifecycle belongs to the server's assembly.
         self._handler = handler
-        await self._history.start()
 
     async def close(self) -> None:
-        await self._history.close()
+        return None
 
     def healthy(self) -> bool:
         return self._history.healthy()

@@ -130,6 +130,7 @@ class Hub:
         self._control: dict[str, ControlHandler] = {}
         self._nodes: dict[str, NodeInfo] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[Any]] = set()
         self._closing = False
 
     # ------------------------------------------------------------ lifecycle
@@ -151,6 +152,21 @@ class Hub:
         self._tasks.clear()
         await self.broker.close()
         await self.presence_manager.close()
+
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine in the background, keeping a reference until done."""
+        fut = asyncio.ensure_future(coro)
+        self._background.add(fut)
+        fut.add_done_callback(self._background_done)
+
+    def _background_done(self, fut: asyncio.Future[Any]) -> None:
+        self._background.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("background task failed", exc_info=fut.exception())
+
+    async def drain_background(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     def register_control(self, op: str, handler: ControlHandler) -> None:
         """Upper layers handle node-to-node control ops (disconnect, subscribe...)."""
@@ -228,19 +244,12 @@ class Hub:
         try:
             await self._ensure_broker_sub(channel, ch)
             out = await self._position_and_recover(channel, ch, opts, recover, since, positioned, recoverable)
-            buffered = ch.recovering.pop(sub, [])
         except BaseException:
             ch.recovering.pop(sub, None)
             await self._maybe_drop_channel(channel)
             raise
-        top = out.position.offset
-        if out.publications:
-            top = max(top, out.publications[-1].offset)
-        seen = {p.offset for p in out.publications}
-        for p in buffered:
-            if p.offset == 0 or (p.offset > top and p.offset not in seen):
-                out.pending.append(p)
-        ch.subs[sub] = join_leave or opts.force_push_join_leave
+        # Presence and join go out before the subscriber turns live, so the
+        # caller can write its reply before any live publication.
         if opts.presence:
             self._presence.setdefault(channel, {})[sub.client_id] = info
             try:
@@ -252,6 +261,15 @@ class Hub:
                 await self.broker.publish_join(channel, info)
             except BackendUnavailable:
                 log.warning("join publish failed for %s", channel)
+        buffered = ch.recovering.pop(sub, [])
+        top = out.position.offset
+        if out.publications:
+            top = max(top, out.publications[-1].offset)
+        seen = {p.offset for p in out.publications}
+        for p in buffered:
+            if p.offset == 0 or (p.offset > top and p.offset not in seen):
+                out.pending.append(p)
+        ch.subs[sub] = join_leave or opts.force_push_join_leave
         return out
 
     async def _ensure_broker_sub(self, channel: str, ch: _Channel) -> None:
@@ -313,11 +331,13 @@ class Hub:
             out.position = res.position
             if opts.latest_value:
                 out.publications = await self._latest(channel, stream)
-        if not ch.epoch or ch.epoch != out.position.epoch:
+        if ch.epoch != out.position.epoch:
+            # first subscriber, or the stream was reset: adopt the new stream
             ch.epoch = out.position.epoch
             ch.last_offset = out.position.offset
-        elif out.position.offset > ch.last_offset and not ch.subs:
-            ch.last_offset = out.position.offset
+        else:
+            # a publication may have arrived while the position was read
+            ch.last_offset = max(ch.last_offset, out.position.offset)
         return out
 
     async def _latest(self, channel: str, stream: Any) -> list[Publication]:

@@ -87,6 +87,7 @@ class Settings:
     write_delay_ms: float = _doc("Coalesce outbound frames per connection for this long (0 = next loop turn).", 0.0)
     websocket_compression: bool = _doc("Offer permessage-deflate.", False)
     shutdown_drain_seconds: float = _doc("Spread shutdown disconnects over this many seconds.", 3.0)
+    hooks: str = _doc("In-process Python hooks: 'package.module:factory' returning handlers.hooks.Hooks.", "")
     # --- channels --------------------------------------------------------
     channel: Mapping[str, Any] = _doc("Options of channels without a namespace.", default_factory=dict)
     namespaces: tuple[Mapping[str, Any], ...] = _doc("Namespaces: list of tables with `name` and options.", ())

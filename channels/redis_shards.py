@@ -1,0 +1,189 @@
+"""Where a channel lives in Redis: its bucket, its key names, its clients.
+
+Every channel maps to a *bucket* by a stable hash of its name (CRC-32, the
+same in every process, unlike Python's ``hash()``). Every key and topic of a
+channel carries its bucket as a Redis hash tag ``{N}``, so in Redis Cluster a
+channel's keys and its bucket's persist log share a hash slot and one Lua
+script may touch them all.
+
+* Standalone (one or more URLs): one bucket per URL, bucket ``i`` lives on
+  ``urls[i]``. Adding a URL moves channels; do it with every node stopped.
+* Cluster (``cluster=True``): :data:`CLUSTER_BUCKETS` buckets, placed by the
+  cluster's own slot map; pub/sub is sharded (SSUBSCRIBE/SPUBLISH).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+CLUSTER_BUCKETS = 64
+
+# The pub/sub link to one endpoint opens its connection through this.
+ConnectionFactory = Callable[[], Connection]
+
+
+def bucket_of(channel: str, n_buckets: int) -> int:
+    """Stable across processes and restarts (never Python's salted hash())."""
+    return zlib.crc32(channel.encode("utf-8")) % n_buckets
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKeys:
+    bucket: int
+    meta: str  # hash: e = epoch, s = top offset
+    window: str  # list of envelopes: the hot window
+    persist: str  # stream: the bucket's persist log
+    topic: bytes  # pub/sub topic
+    presence_zset: str  # client id -> expiry (unix seconds)
+    presence_hash: str  # client id -> packed ClientInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One Redis server that holds a dedicated pub/sub connection."""
+
+    name: str
+    factory: ConnectionFactory
+    buckets: tuple[int, ...]
+
+
+class RedisShards:
+    """Command clients (pooled, short timeouts) and the bucket layout."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        prefix: str,
+        cluster: bool,
+        socket_timeout: float = 1.0,
+        connect_timeout: float = 1.0,
+        max_connections: int = 64,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one Redis URL is needed")
+        self.prefix = prefix
+        self.cluster = cluster
+        self._urls = list(urls)
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = connect_timeout
+        # No retries: a retried script could publish twice. Stale pooled
+        # connections are still replaced, since the pool checks them first.
+        self._common: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._clients: list[Any] = []
+        self._cluster: RedisCluster | None = None
+        if cluster:
+            self._cluster = RedisCluster.from_url(
+                self._urls[0], max_connections=max_connections, **self._common
+            )
+            self.n_buckets = CLUSTER_BUCKETS
+        else:
+            for url in self._urls:
+                pool = BlockingConnectionPool.from_url(
+                    url, max_connections=max_connections, timeout=connect_timeout, **self._common
+                )
+                self._clients.append(Redis(connection_pool=pool))
+            self.n_buckets = len(self._urls)
+
+    async def start(self) -> None:
+        """Cluster only: learn the slot map (raises when the cluster is down)."""
+        if self._cluster is not None:
+            await self._cluster.initialize()
+
+    async def close(self) -> None:
+        if self._cluster is not None:
+            await self._cluster.aclose()
+        for client in self._clients:
+            await client.aclose()
+
+    # ---------------------------------------------------------------- names
+    def tag(self, bucket: int) -> str:
+        return f"{self.prefix}:{{{bucket}}}"
+
+    def keys(self, channel: str) -> ChannelKeys:
+        b = bucket_of(channel, self.n_buckets)
+        t = self.tag(b)
+        return ChannelKeys(
+            bucket=b,
+            meta=f"{t}:meta:{channel}",
+            window=f"{t}:hist:{channel}",
+            persist=f"{t}:persist",
+            topic=f"{t}:ch:{channel}".encode(),
+            presence_zset=f"{t}:pz:{channel}",
+            presence_hash=f"{t}:ph:{channel}",
+        )
+
+    def persist_key(self, bucket: int) -> str:
+        return f"{self.tag(bucket)}:persist"
+
+    @property
+    def control_topic(self) -> bytes:
+        return f"{self.tag(0)}:control".encode()
+
+    def node_topic(self, bucket: int, node_id: str) -> bytes:
+        """A topic only this node listens to, on ``bucket``'s server (liveness pings)."""
+        return f"{self.tag(bucket)}:node:{node_id}".encode()
+
+    # ---------------------------------------------------------------- clients
+    def client(self, bucket: int) -> Any:
+        """The command client for ``bucket`` (Redis or RedisCluster)."""
+        if self._cluster is not None:
+            return self._cluster
+        return self._clients[bucket]
+
+    async def publish(self, bucket: int, topic: bytes, data: bytes) -> int:
+        """PUBLISH, or SPUBLISH in a cluster (routed by the topic's hash tag)."""
+        if self._cluster is not None:
+            return int(await self._cluster.spublish(topic, data))
+        return int(await self._clients[bucket].publish(topic, data))
+
+    def endpoints(self) -> list[Endpoint]:
+        """Servers that need a pub/sub connection, with the buckets they hold."""
+        if self._cluster is None:
+            return [
+                Endpoint(url, self._pubsub_factory(client), (i,))
+                for i, (url, client) in enumerate(zip(self._urls, self._clients))
+            ]
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for b in range(self.n_buckets):
+            node = self._cluster.get_node_from_key(self.tag(b))
+            if node is None:
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(b)
+        return [
+            Endpoint(name, self._node_factory(node), tuple(buckets))
+            for name, (node, buckets) in sorted(by_node.items())
+        ]
+
+    def _pubsub_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out = dict(kwargs)
+        # Reads on a pub/sub connection wait for messages indefinitely; the
+        # link's liveness ping detects a dead or deaf connection instead.
+        out["socket_timeout"] = None
+        out["socket_connect_timeout"] = self._connect_timeout
+        out["retry"] = Retry(NoBackoff(), 0)
+        out["decode_responses"] = False
+        return out
+
+    def _pubsub_factory(self, client: Redis) -> ConnectionFactory:
+        pool = client.connection_pool
+        kwargs = self._pubsub_kwargs(pool.connection_kwargs)
+        cls = pool.connection_class
+        return lambda: cls(**kwargs)
+
+    def _node_factory(self, node: Any) -> ConnectionFactory:
+        kwargs = self._pubsub_kwargs(node.connection_kwargs)
+        cls = node.connection_class
+        return lambda: cls(**kwargs)

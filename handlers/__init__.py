@@ -1,0 +1,1 @@
+"""Handlers layer: transports, the client protocol, and the HTTP endpoints."""

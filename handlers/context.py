@@ -1,0 +1,28 @@
+"""Everything a handler needs, built once by server.app and passed through
+``initialize(ctx=...)`` in the route table (never globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from channels.hub import Hub
+from handlers.auth import TokenVerifier
+from handlers.flusher import Flusher
+from handlers.hooks import Hooks
+from handlers.limits import ConnectionLimiter
+from handlers.pinger import Pinger
+from server.settings import Settings
+
+VERSION = "squall 0.1.0"
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    settings: Settings
+    hub: Hub
+    verifier: TokenVerifier
+    hooks: Hooks
+    pinger: Pinger
+    flusher: Flusher
+    limiter: ConnectionLimiter
+    version: str = VERSION

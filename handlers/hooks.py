@@ -1,0 +1,66 @@
+"""In-process Python hooks: what Squall offers that Centrifugo's proxies can't.
+
+Load them with the ``hooks`` setting (``"package.module:factory"``; the
+factory returns a :class:`Hooks`). Every hook is optional and async; raising a
+:class:`channels.errors.SquallError` turns into that error reply, raising
+:class:`channels.errors.Disconnect` ends the connection.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from channels.types import ClientInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectEvent:
+    client: str
+    user: str
+    remote_ip: str
+    data: Any
+    info: Any
+
+
+@dataclass(slots=True)
+class ConnectDecision:
+    """What an on_connect hook may change."""
+
+    user: str | None = None
+    info: Any = None
+    channels: list[str] = field(default_factory=list)
+
+
+# (client info, channel, data) -> new data (or the same); raise to refuse
+PublishHook = Callable[[ClientInfo, str, Any], Awaitable[Any]]
+SubscribeHook = Callable[[ClientInfo, str], Awaitable[None]]
+ConnectHook = Callable[[ConnectEvent], Awaitable["ConnectDecision | None"]]
+RPCHandler = Callable[[ClientInfo, Any], Awaitable[Any]]
+MessageHook = Callable[[ClientInfo, Any], Awaitable[None]]
+DisconnectHook = Callable[[ClientInfo, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    on_connect: ConnectHook | None = None
+    on_subscribe: SubscribeHook | None = None
+    on_publish: PublishHook | None = None
+    on_message: MessageHook | None = None
+    on_disconnect: DisconnectHook | None = None
+    rpc: dict[str, RPCHandler] = field(default_factory=dict)
+
+
+def load_hooks(spec: str) -> Hooks:
+    """Import ``module:factory`` and call the factory; '' gives no hooks."""
+    if not spec:
+        return Hooks()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError("hooks: expected 'module:factory'")
+    factory = getattr(importlib.import_module(module_name), attr)
+    hooks = factory()
+    if not isinstance(hooks, Hooks):
+        raise ValueError("hooks: factory must return handlers.hooks.Hooks")
+    return hooks

@@ -1,0 +1,24 @@
+"""The route table: every handler gets its dependencies via initialize()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from handlers.context import Context
+from handlers.health import HealthHandler, ReadyHandler
+from handlers.pages import PageHandler
+from handlers.websocket import WebSocketHandler
+from server.backends import Backends
+
+
+def routes(ctx: Context, backends: Backends, static_dir: Path) -> list[Any]:
+    return [
+        (r"/connection/websocket", WebSocketHandler, {"ctx": ctx}),
+        (r"/health", HealthHandler, {"ctx": ctx}),
+        (r"/ready", ReadyHandler, {"ctx": ctx, "history_healthy": backends.history.healthy}),
+        (r"/", PageHandler, {"path": str(static_dir / "index.html")}),
+        (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
+    ]
