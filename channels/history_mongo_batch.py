@@ -122,7 +122,7 @@ class GroupCommitter:
                 self._fail(batch, BackendUnavailable("history store closed"))
                 raise
             except Exception as e:  # every waiter must hear about any failure
-                err = e if isinstance(e, SquallError) else BackendUnavailable()
+                err: SquallError = e if isinstance(e, SquallError) else BackendUnavailable()
                 if not isinstance(e, SquallError):
                     log.exception("history batch write failed")
                 also = self._on_failure(batch, self._queue)
@@ -134,8 +134,9 @@ class GroupCommitter:
                         entry.future.set_result(None)
 
     @staticmethod
-    def _fail(entries: list[Entry], err: Exception) -> None:
+    def _fail(entries: list[Entry], err: SquallError) -> None:
         for entry in entries:
             if not entry.future.done():
-                entry.future.set_exception(err)
+                # one instance each: a shared one would collect every raiser's traceback
+                entry.future.set_exception(type(err)(err.message))
                 entry.future.exception()  # a cancelled caller must not log "never retrieved"

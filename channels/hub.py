@@ -132,6 +132,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[Any]] = set()
         self._closing = False
+        self.inflight = 0  # client commands being processed (graceful shutdown waits)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -23,7 +23,7 @@ import secrets
 from collections import deque
 from typing import Awaitable, Callable, Iterable
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection as Connection
 from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
 
@@ -88,6 +88,8 @@ class PubSubLink:
         self._up = asyncio.Event()
         self._echo: tuple[bytes, asyncio.Future[None]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Future[None] | None = None  # set: drop this session
+        self._had_session = False
         self._closing = False
         self.reconnects = 0
 
@@ -115,10 +117,10 @@ class PubSubLink:
             self._task = None
 
     def kill(self) -> None:
-        """Drop the current connection (tests, and the deaf check)."""
-        conn = self._conn
-        if conn is not None:
-            conn._close()  # noqa: SLF001 - immediate close, the reader then fails
+        """Drop the current connection; the link reconnects and resyncs."""
+        stop = self._stop
+        if stop is not None and not stop.done():
+            stop.set_result(None)
 
     # ---------------------------------------------------------------- interest
     async def subscribe(self, topic: bytes) -> None:
@@ -205,7 +207,6 @@ class PubSubLink:
     # ---------------------------------------------------------------- session
     async def _run(self) -> None:
         failures = 0
-        first = True
         while not self._closing:
             conn = self._factory()
             try:
@@ -217,50 +218,44 @@ class PubSubLink:
                 await asyncio.sleep(delay)
                 continue
             try:
-                await self._session(conn, resync=not first)
-                failures = 0
+                await self._session(conn)
             except (RedisError, OSError, asyncio.TimeoutError, _Deaf, BackendUnavailable) as e:
                 log.warning("pub/sub %s: connection lost: %s", self.name, e or type(e).__name__)
             finally:
-                self._end_session(conn)
+                was_up = self._connected
+                self._end_session()
                 await conn.disconnect(nowait=True)
             if self._closing:
                 break
-            if not first or self._connected:
-                pass
-            first = first and not self._had_session
-            failures += 1
+            failures = 1 if was_up else failures + 1
             self.reconnects += 1
             await asyncio.sleep(self._backoff.compute(failures))
 
-    _had_session = False
-
-    async def _session(self, conn: Connection, *, resync: bool) -> None:
+    async def _session(self, conn: Connection) -> None:
+        """Subscribe everything wanted, then read and ping until something fails."""
+        loop = asyncio.get_running_loop()
         self._conn = conn
+        stop = self._stop = loop.create_future()
         reader = asyncio.ensure_future(self._read(conn))
         try:
             topics = [t for t in self._wanted if t not in self._pinned] + self._pinned
             self._send_batch(topics, [])
             ready = self._acks[self._ping_topic][-1]
             assert ready is not None
-            done, _ = await asyncio.wait({reader, ready}, timeout=self._confirm_timeout)
-            if reader in done:
-                reader.result()
-                return
+            done, _ = await asyncio.wait({reader, stop, ready}, timeout=self._confirm_timeout)
+            self._check(reader, stop)
             if ready not in done:
                 raise asyncio.TimeoutError("subscriptions not confirmed")
-            self._connected = True
-            self._had_session = True
+            resync = self._had_session
+            self._connected = self._had_session = True
             self._up.set()
             log.info("pub/sub %s: subscribed to %d topics", self.name, len(self._sent))
             if resync:
                 self._on_resync()
             while True:
-                done, _ = await asyncio.wait({reader}, timeout=self._ping_interval)
-                if done:
-                    reader.result()
-                    return
-                await self._ping(reader)
+                await asyncio.wait({reader, stop}, timeout=self._ping_interval)
+                self._check(reader, stop)
+                await self._ping(reader, stop)
         finally:
             reader.cancel()
             try:
@@ -268,8 +263,17 @@ class PubSubLink:
             except (asyncio.CancelledError, RedisError, OSError):
                 pass
 
-    def _end_session(self, conn: Connection) -> None:
+    @staticmethod
+    def _check(reader: asyncio.Future[None], stop: asyncio.Future[None]) -> None:
+        if reader.done():
+            reader.result()
+            raise BackendUnavailable("pub/sub reader ended")
+        if stop.done():
+            raise BackendUnavailable("pub/sub connection dropped on request")
+
+    def _end_session(self) -> None:
         self._connected = False
+        self._stop = None
         self._conn = None
         self._sent.clear()
         self._echo = None
@@ -286,7 +290,7 @@ class PubSubLink:
         self._waiters.clear()
         self._dirty.clear()
 
-    async def _ping(self, reader: asyncio.Future[None]) -> None:
+    async def _ping(self, reader: asyncio.Future[None], stop: asyncio.Future[None]) -> None:
         token = secrets.token_bytes(8)
         echo: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._echo = (token, echo)
@@ -299,9 +303,8 @@ class PubSubLink:
             return
         if receivers == 0:
             raise _Deaf("server has no subscriber on our node topic")
-        done, _ = await asyncio.wait({reader, echo}, timeout=self._ping_timeout)
-        if reader in done:
-            reader.result()
+        done, _ = await asyncio.wait({reader, stop, echo}, timeout=self._ping_timeout)
+        self._check(reader, stop)
         if echo not in done:
             raise _Deaf(f"no ping echo within {self._ping_timeout}s")
 

@@ -20,14 +20,14 @@ from typing import Any, Callable, Sequence
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 CLUSTER_BUCKETS = 64
 
 # The pub/sub link to one endpoint opens its connection through this.
-ConnectionFactory = Callable[[], Connection]
+ConnectionFactory = Callable[[], AbstractConnection]
 
 
 def bucket_of(channel: str, n_buckets: int) -> int:

@@ -252,6 +252,8 @@ class ClientSession:
             self._reply_error(cmd.id, errors.MethodNotFound())
             return
         self._inflight.add(cmd.id)
+        hub = self.ctx.hub
+        hub.inflight += 1
         try:
             result = await handler(cmd.params)
         except SquallError as e:
@@ -272,6 +274,7 @@ class ClientSession:
             self._reply_error(cmd.id, errors.InternalError())
             return
         finally:
+            hub.inflight -= 1
             self._inflight.discard(cmd.id)
         if result is not None and cmd.id:
             after: list[bytes] = result.pop(_AFTER, ())

@@ -1,0 +1,352 @@
+"""Redis broker: many Squall nodes behave as one.
+
+Only talks to Redis; the fan-out to connections stays in the hub. The moving
+parts live in their own modules: :mod:`channels.redis_shards` (buckets, keys,
+pooled command clients), :mod:`channels.redis_pubsub` (one pub/sub
+connection per server, liveness ping, reconnects), :mod:`channels.redis_scripts`
+(the atomic steps) and :mod:`channels.redis_persist` (the road to the durable
+history store). See docs/REDIS.md for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from typing import Any, Sequence
+
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import RedisError
+
+from channels import redis_envelope as envelope
+from channels.broker import BrokerEventHandler
+from channels.errors import BackendUnavailable
+from channels.history import HistoryStore
+from channels.history_memory import new_epoch, select
+from channels.redis_envelope import BadEnvelope
+from channels.redis_errors import redis_call
+from channels.redis_persist import GROUP, PersistLog, pack_options
+from channels.redis_pubsub import PubSubLink
+from channels.redis_scripts import HISTORY, PUBLISH
+from channels.redis_shards import ChannelKeys, RedisShards
+from channels.types import (
+    ClientInfo,
+    HistoryQuery,
+    HistoryResult,
+    Publication,
+    StreamOptions,
+    StreamPosition,
+)
+
+log = logging.getLogger("squall.redis.broker")
+
+
+class RedisBroker:
+    """Broker over one or more Redis servers (or one Redis Cluster)."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        prefix: str,
+        node_id: str,
+        history: HistoryStore | None,
+        hot_window: int,
+        cluster: bool,
+        socket_timeout: float = 1.0,
+        ping_interval: float = 2.0,
+        ping_timeout: float = 3.0,
+        reconnect_cap: float = 2.0,
+        claim_interval: float = 2.0,
+        claim_min_idle: float = 5.0,
+        write_timeout: float = 5.0,
+    ) -> None:
+        self.node_id = node_id
+        self._node = node_id.encode()
+        self._history = history
+        self._hot_window = max(1, hot_window)
+        self._cluster = cluster
+        self._shards = RedisShards(
+            urls, prefix=prefix, cluster=cluster, socket_timeout=socket_timeout, connect_timeout=socket_timeout
+        )
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._reconnect_cap = reconnect_cap
+        self._connect_wait = socket_timeout * 3
+        self._publish_scripts = [self._shards.client(b).register_script(PUBLISH) for b in range(self._shards.n_buckets)]
+        self._history_scripts = [self._shards.client(b).register_script(HISTORY) for b in range(self._shards.n_buckets)]
+        self._persist = (
+            PersistLog(
+                self._shards,
+                history,
+                node_id=node_id,
+                min_idle=claim_min_idle,
+                interval=claim_interval,
+                write_timeout=write_timeout,
+            )
+            if history is not None
+            else None
+        )
+        self._handler: BrokerEventHandler | None = None
+        self._links: list[PubSubLink] = []
+        self._link_of_bucket: dict[int, PubSubLink] = {}
+        self._topics: dict[bytes, str] = {}  # subscribed topic -> channel
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self, handler: BrokerEventHandler) -> None:
+        """Connect; when Redis is down the links keep retrying in the background."""
+        self._handler = handler
+        if self._history is not None:
+            await self._history.start()
+        async with redis_call("cluster discovery"):
+            await self._shards.start()
+        control = self._shards.control_topic
+        for ep in self._shards.endpoints():
+            first = ep.buckets[0]
+            link = PubSubLink(
+                ep.name,
+                ep.factory,
+                ping_topic=self._shards.node_topic(first, self.node_id),
+                pinned=[control] if 0 in ep.buckets else [],
+                on_message=self._on_message,
+                on_resync=self._on_resync,
+                publish_ping=functools.partial(self._shards.publish, first),
+                backoff=EqualJitterBackoff(cap=self._reconnect_cap, base=0.05),
+                sharded=self._cluster,
+                ping_interval=self._ping_interval,
+                ping_timeout=self._ping_timeout,
+                confirm_timeout=self._connect_wait,
+            )
+            self._links.append(link)
+            for b in ep.buckets:
+                self._link_of_bucket[b] = link
+        await asyncio.gather(*(link.start(self._connect_wait) for link in self._links))
+        if self._persist is not None:
+            self._tasks.append(asyncio.ensure_future(self._persist.run()))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        for link in self._links:
+            await link.close()
+        self._links.clear()
+        await self._shards.close()
+        if self._history is not None:
+            await self._history.close()
+
+    def healthy(self) -> bool:
+        return bool(self._links) and all(link.connected for link in self._links)
+
+    def kill_pubsub(self) -> None:
+        """Drop every pub/sub connection now (they reconnect and resync)."""
+        for link in self._links:
+            link.kill()
+
+    @property
+    def reconnects(self) -> int:
+        return sum(link.reconnects for link in self._links)
+
+    # ------------------------------------------------------------ interest
+    async def subscribe(self, channel: str) -> None:
+        keys = self._shards.keys(channel)
+        self._topics[keys.topic] = channel
+        try:
+            await self._link_of_bucket[keys.bucket].subscribe(keys.topic)
+        except BaseException:
+            self._topics.pop(keys.topic, None)
+            raise
+
+    async def unsubscribe(self, channel: str) -> None:
+        keys = self._shards.keys(channel)
+        self._topics.pop(keys.topic, None)
+        self._link_of_bucket[keys.bucket].unsubscribe(keys.topic)
+
+    # ------------------------------------------------------------ incoming
+    def _on_message(self, topic: bytes, data: bytes) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            env = envelope.unpack(data)
+            if topic == self._shards.control_topic:
+                if env.node != self._node:  # our own was delivered directly
+                    handler.on_control(env.payload)
+                return
+            channel = self._topics.get(topic)
+            if channel is None:
+                return  # unsubscribed meanwhile
+            if env.kind == envelope.PUBLICATION:
+                handler.on_publication(channel, envelope.publication(env))
+            elif env.kind == envelope.JOIN:
+                handler.on_join(channel, envelope.client_info(env))
+            elif env.kind == envelope.LEAVE:
+                handler.on_leave(channel, envelope.client_info(env))
+        except BadEnvelope as e:
+            log.warning("dropping unreadable message on %r: %s", topic, e)
+
+    def _on_resync(self) -> None:
+        if self._handler is not None:
+            self._handler.on_broker_resync()
+
+    # ------------------------------------------------------------ publish
+    def _window_size(self, opts: StreamOptions) -> int:
+        if self._history is None:
+            return opts.history_size  # Redis is the only history
+        return min(self._hot_window, opts.history_size)
+
+    async def _initial_top(self, channel: str) -> int:
+        """Where a stream without an epoch in Redis starts counting."""
+        if self._history is None:
+            return 0
+        try:
+            return (await self._history.position(channel)).offset
+        except BackendUnavailable:
+            raise
+        except Exception as e:
+            raise BackendUnavailable(f"history store position failed: {e}") from e
+
+    async def publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
+        keys = self._shards.keys(channel)
+        if not opts.enabled:
+            data = envelope.pack(self.node_id, envelope.PUBLICATION, envelope.record_payload(pub))
+            async with redis_call("publish"):
+                await self._shards.publish(keys.bucket, keys.topic, data)
+            return StreamPosition()
+        persist = self._persist is not None
+        args: list[Any] = [
+            keys.topic,
+            self.node_id,
+            envelope.record_payload(pub),
+            self._window_size(opts),
+            int(opts.history_ttl) if opts.history_ttl > 0 else 0,
+            int(opts.meta_ttl) if opts.meta_ttl > 0 else 0,
+            new_epoch(),
+            -1 if persist else 0,
+            "1" if persist else "0",
+            GROUP,
+            pack_options(opts),
+            channel,
+            "1" if self._cluster else "0",
+        ]
+        script = self._publish_scripts[keys.bucket]
+        script_keys = [keys.meta, keys.window, keys.persist]
+        async with redis_call("publish"):
+            res = await script(keys=script_keys, args=args)
+        if res[0] == -1:
+            args[7] = await self._initial_top(channel)
+            async with redis_call("publish"):
+                res = await script(keys=script_keys, args=args)
+        offset, epoch, entry_id = int(res[0]), _text(res[1]), res[2]
+        if self._persist is not None:
+            stored = Publication(
+                data=pub.data, offset=offset, epoch=epoch, info=pub.info, tags=pub.tags, time=pub.time
+            )
+            await self._persist_one(channel, keys, stored, opts, entry_id)
+        return StreamPosition(offset, epoch)
+
+    async def _persist_one(
+        self, channel: str, keys: ChannelKeys, pub: Publication, opts: StreamOptions, entry_id: bytes
+    ) -> None:
+        assert self._persist is not None
+        try:
+            await self._persist.write(channel, [pub], opts)
+        except Exception as e:  # the store's own error types are unknown here
+            # Delivered live already; the entry stays pending and a claimer
+            # retries it, but this caller must hear that it is not durable yet.
+            log.warning("durable write of %s@%d failed: %s", channel, pub.offset, e)
+            raise BackendUnavailable("history store write failed") from e
+        try:
+            await self._persist.ack(keys.bucket, [entry_id])
+        except (RedisError, OSError, asyncio.TimeoutError) as e:
+            # Stored; a claimer will persist it again (idempotent) and ack it.
+            log.info("persist ack of %s@%d failed: %s", channel, pub.offset, e)
+
+    async def _publish_info(self, channel: str, kind: bytes, info: ClientInfo) -> None:
+        keys = self._shards.keys(channel)
+        data = envelope.pack(self.node_id, kind, envelope.pack_payload(info.to_dict()))
+        async with redis_call("publish"):
+            await self._shards.publish(keys.bucket, keys.topic, data)
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._publish_info(channel, envelope.JOIN, info)
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._publish_info(channel, envelope.LEAVE, info)
+
+    async def publish_control(self, data: bytes) -> None:
+        """Other nodes hear it through Redis; this node directly (its echo is dropped)."""
+        async with redis_call("publish"):
+            await self._shards.publish(0, self._shards.control_topic, envelope.pack(self.node_id, envelope.CONTROL, data))
+        assert self._handler is not None, "broker not started"
+        self._handler.on_control(data)
+
+    # ------------------------------------------------------------ history
+    async def _read_stream(
+        self, channel: str, keys: ChannelKeys, opts: StreamOptions, window: bool
+    ) -> tuple[StreamPosition, list[Publication]]:
+        script = self._history_scripts[keys.bucket]
+        args: list[Any] = [
+            new_epoch(),
+            -1 if self._history is not None else 0,
+            int(opts.meta_ttl) if opts.meta_ttl > 0 else 0,
+            "1" if window else "0",
+        ]
+        async with redis_call("history"):
+            res = await script(keys=[keys.meta, keys.window], args=args)
+        if res[0] == -1:
+            args[1] = await self._initial_top(channel)
+            async with redis_call("history"):
+                res = await script(keys=[keys.meta, keys.window], args=args)
+        top = StreamPosition(int(res[0]), _text(res[1]))
+        pubs: list[Publication] = []
+        for raw in res[2]:
+            try:
+                pubs.append(envelope.publication(envelope.unpack(raw)))
+            except BadEnvelope as e:
+                log.warning("skipping unreadable history entry of %s: %s", channel, e)
+        return top, pubs
+
+    async def history(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:
+        """Centrifugo's semantics; the hot window first, the durable store below it."""
+        if not opts.enabled:
+            return HistoryResult()
+        keys = self._shards.keys(channel)
+        top, pubs = await self._read_stream(channel, keys, opts, window=query.limit != 0)
+        if query.limit == 0:
+            return select([], top, query)
+        retained_from = top.offset - opts.history_size + 1
+        pubs = [p for p in pubs if p.offset >= retained_from]
+        if query.since is not None and query.since.epoch and query.since.epoch != top.epoch:
+            return select([], top, query)  # raises UnrecoverablePosition
+        lo = max(retained_from, query.since.offset + 1 if query.since is not None else 1, 1)
+        need_from = max(lo, top.offset - query.limit + 1) if query.reverse and query.limit > 0 else lo
+        window_from = pubs[0].offset if pubs else top.offset + 1
+        if self._history is not None and need_from < window_from and need_from <= top.offset:
+            try:
+                older = await self._history.read(
+                    channel, HistoryQuery(limit=-1, since=StreamPosition(need_from - 1, "")), opts
+                )
+            except BackendUnavailable:
+                raise
+            except Exception as e:
+                raise BackendUnavailable(f"history store read failed: {e}") from e
+            pubs = [p for p in older.publications if need_from <= p.offset < window_from] + pubs
+        return select(pubs, top, query)
+
+    async def remove_history(self, channel: str) -> None:
+        """Drop the publications; the stream position and epoch stay."""
+        keys = self._shards.keys(channel)
+        async with redis_call("history remove"):
+            await self._shards.client(keys.bucket).delete(keys.window)
+        if self._history is not None:
+            await self._history.remove(channel)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

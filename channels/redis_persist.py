@@ -1,0 +1,131 @@
+"""The persist log: publications on their way to the durable history store.
+
+The publish script XADDs every history publication to its bucket's stream and
+hands it to the publishing node in the consumer group (so it is *pending*
+under that node's name). The publisher writes it to the durable store and
+then acknowledges it here (XACK + XDEL). Entries whose owner died, or whose
+durable write failed, stay pending; every node runs :meth:`PersistLog.run`,
+which XAUTOCLAIMs entries idle longer than ``min_idle`` and persists them.
+``HistoryStore.write`` is idempotent, so an entry persisted twice (claimed
+while its owner was slow) is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+import msgpack
+from redis.exceptions import RedisError, ResponseError
+
+from channels import redis_envelope
+from channels.history import HistoryStore
+from channels.redis_envelope import BadEnvelope
+from channels.redis_scripts import ACK
+from channels.redis_shards import RedisShards
+from channels.types import Publication, StreamOptions
+
+log = logging.getLogger("squall.redis.persist")
+
+GROUP = "squall-persist"
+
+
+def pack_options(opts: StreamOptions) -> bytes:
+    out: bytes = msgpack.packb([opts.history_size, opts.history_ttl, opts.meta_ttl])
+    return out
+
+
+def unpack_options(raw: bytes) -> StreamOptions:
+    size, ttl, meta_ttl = msgpack.unpackb(raw)
+    return StreamOptions(history_size=int(size), history_ttl=float(ttl), meta_ttl=float(meta_ttl))
+
+
+class PersistLog:
+    """Acknowledges persisted entries and rescues entries of dead owners."""
+
+    def __init__(
+        self,
+        shards: RedisShards,
+        history: HistoryStore,
+        *,
+        node_id: str,
+        min_idle: float = 5.0,
+        interval: float = 2.0,
+        batch: int = 100,
+        write_timeout: float = 5.0,
+    ) -> None:
+        self._shards = shards
+        self._history = history
+        self._node_id = node_id
+        self._min_idle_ms = int(min_idle * 1000)
+        self._interval = interval
+        self._batch = batch
+        self._write_timeout = write_timeout
+        self._ack_scripts = [shards.client(b).register_script(ACK) for b in range(shards.n_buckets)]
+        self.claimed = 0  # entries this node persisted for someone else
+
+    async def write(self, channel: str, pubs: list[Publication], opts: StreamOptions) -> None:
+        """The durable write, bounded in time (raises on failure or timeout)."""
+        await asyncio.wait_for(self._history.write(channel, pubs, opts), self._write_timeout)
+
+    async def ack(self, bucket: int, entry_ids: list[bytes]) -> None:
+        await self._ack_scripts[bucket](keys=[self._shards.persist_key(bucket)], args=[GROUP, *entry_ids])
+
+    async def run(self) -> None:
+        """Forever: claim and persist abandoned entries of every bucket."""
+        while True:
+            await asyncio.sleep(self._interval)
+            for bucket in range(self._shards.n_buckets):
+                try:
+                    await self.claim_once(bucket)
+                except (RedisError, OSError, asyncio.TimeoutError) as e:
+                    log.debug("persist claim on bucket %d skipped: %s", bucket, e)
+                except Exception:
+                    log.exception("persist claim on bucket %d failed", bucket)
+
+    async def claim_once(self, bucket: int) -> int:
+        """Persist up to one batch of abandoned entries; returns how many."""
+        key = self._shards.persist_key(bucket)
+        client = self._shards.client(bucket)
+        try:
+            res: Any = await client.xautoclaim(
+                key, GROUP, self._node_id, self._min_idle_ms, start_id="0-0", count=self._batch
+            )
+        except ResponseError as e:
+            if "NOGROUP" in str(e):
+                return 0  # nothing was ever published with history here
+            raise
+        entries = res[1]
+        by_channel: dict[tuple[str, bytes], list[Publication]] = defaultdict(list)
+        ids: dict[tuple[str, bytes], list[bytes]] = defaultdict(list)
+        broken: list[bytes] = []
+        for entry_id, fields in entries:
+            if not fields:
+                continue  # deleted meanwhile (acknowledged by its owner)
+            try:
+                channel = fields[b"c"].decode()
+                pub = redis_envelope.publication(redis_envelope.unpack(fields[b"m"]))
+                group = (channel, fields[b"o"])
+            except (KeyError, UnicodeDecodeError, BadEnvelope) as e:
+                log.error("dropping unreadable persist entry %r: %s", entry_id, e)
+                broken.append(entry_id)
+                continue
+            by_channel[group].append(pub)
+            ids[group].append(entry_id)
+        if broken:
+            await self.ack(bucket, broken)
+        done = 0
+        for group, pubs in by_channel.items():
+            channel, raw_opts = group
+            pubs.sort(key=lambda p: p.offset)
+            try:
+                await self.write(channel, pubs, unpack_options(raw_opts))
+            except Exception as e:  # the store's own error types are unknown here
+                log.warning("persisting %d claimed entries of %s failed: %s", len(pubs), channel, e)
+                continue
+            await self.ack(bucket, ids[group])
+            done += len(pubs)
+        self.claimed += done
+        return done

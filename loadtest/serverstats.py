@@ -1,0 +1,69 @@
+"""Samples the server under test: CPU seconds and RSS (psutil), and its own
+delivery counter from a JSON stats URL, so the tool's count can be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import psutil
+
+
+def _dig(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+class ServerSampler:
+    """Reads a server process (and its children, for ``--processes N``)."""
+
+    def __init__(self, pid: int, stats_url: str = "", stats_key: str = "deliveries") -> None:
+        self.proc = psutil.Process(pid) if pid else None
+        self.stats_url = stats_url
+        self.stats_key = stats_key
+
+    def _procs(self) -> list[psutil.Process]:
+        if self.proc is None:
+            return []
+        try:
+            return [self.proc, *self.proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def sample(self, with_stats: bool = False) -> dict[str, float]:
+        out: dict[str, float] = {"t": time.time()}
+        cpu = 0.0
+        rss = 0
+        seen = False
+        for p in self._procs():
+            try:
+                ct = p.cpu_times()
+                cpu += ct.user + ct.system
+                rss += p.memory_info().rss
+                seen = True
+            except psutil.NoSuchProcess:
+                continue
+        if seen:
+            out["cpu"] = cpu
+            out["rss"] = float(rss)
+        if with_stats and self.stats_url:
+            value = self.fetch_deliveries()
+            if value is not None:
+                out["deliveries"] = value
+        return out
+
+    def fetch_deliveries(self) -> float | None:
+        try:
+            with urllib.request.urlopen(self.stats_url, timeout=5) as r:
+                body = json.loads(r.read())
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+        value = _dig(body, self.stats_key)
+        return float(value) if isinstance(value, (int, float)) else None

@@ -1,0 +1,94 @@
+"""Running a node: listen, handle signals, and shut down gracefully.
+
+SIGTERM/SIGINT: stop accepting, tell every client to reconnect later (3001)
+spread over ``shutdown_drain_seconds`` so they do not all return at once,
+let in-flight commands (publishes, history writes) finish, close backends,
+exit 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Sequence
+
+from tornado.httpserver import HTTPServer
+
+from channels import errors
+from server.app import Squall, build
+from server.settings import Settings
+
+log = logging.getLogger("squall.server")
+INFLIGHT_WAIT = 10.0
+
+
+async def shutdown(squall: Squall, server: HTTPServer | None) -> None:
+    if server is not None:
+        server.stop()
+    hub = squall.ctx.hub
+    clients = hub.clients()
+    drain = squall.settings.shutdown_drain_seconds
+    log.info("shutting down: disconnecting %d clients over %.1fs", len(clients), drain)
+    batches = max(1, min(20, len(clients)))
+    per = -(-len(clients) // batches) if clients else 0
+    for i in range(batches):
+        for c in clients[i * per : (i + 1) * per]:
+            c.disconnect(errors.SHUTDOWN)
+        if i < batches - 1 and drain > 0:
+            await asyncio.sleep(drain / batches)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + INFLIGHT_WAIT
+    while hub.inflight and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if server is not None:
+        try:
+            await asyncio.wait_for(server.close_all_connections(), 5.0)
+        except asyncio.TimeoutError:
+            log.warning("some connections did not close in time")
+    await squall.close()
+    log.info("shutdown complete")
+
+
+async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = None) -> int:
+    squall = build(settings)
+    await squall.start()
+    server = HTTPServer(squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20))
+    if sockets:
+        server.add_sockets(sockets)
+    else:
+        server.listen(settings.port, settings.host)
+    log.info(
+        "squall listening on http://%s:%d/ (engine=%s, history=%s, node=%s)",
+        settings.host, settings.port, settings.engine, settings.history, squall.ctx.hub.node_id[:8],
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting at once", signame)
+            os._exit(1)
+        log.info("%s received", signame)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    await stop.wait()
+    await shutdown(squall, server)
+    return 0
+
+
+def run(settings: Settings) -> int:
+    """Serve in this process, or fork ``processes`` workers sharing the port."""
+    if settings.processes == 1:
+        return asyncio.run(serve(settings))
+    from tornado.netutil import bind_sockets
+    from tornado.process import fork_processes
+
+    sockets = bind_sockets(settings.port, settings.host)
+    n = settings.processes or None
+    fork_processes(n, max_restarts=100)
+    return asyncio.run(serve(settings, sockets))
