@@ -1,0 +1,5 @@
+"""Shared fixtures: every helper module registers its fixtures here."""
+
+pytest_plugins = [
+    "tests.helpers.squall_process",
+]
