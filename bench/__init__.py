@@ -1,0 +1,1 @@
+"""Benchmarks and the baseline servers they compare Squall with."""

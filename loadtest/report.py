@@ -1,0 +1,130 @@
+"""The final table (text) and a self-contained HTML report (inline SVG).
+
+The HTML file loads nothing from the network: styles and charts are inline,
+so it can be attached to a CI run and opened anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Sequence
+
+
+def _fmt_ms(d: dict[str, float], key: str) -> str:
+    return f"{d[key]:.2f}" if key in d else "-"
+
+
+def table(s: dict[str, Any]) -> str:
+    lat = s["latency_ms"]
+    ct = s["connect_time_ms"]
+    srv = s.get("server", {})
+    rows: list[tuple[str, str]] = [
+        ("scenario", s["scenario"]),
+        ("connections", f"{s['connects']:,} ok / {s['connections']:,} planned, {s['connect_failures']} failed"),
+        ("connect rate", f"{s['connect_rate']:,.0f}/s over {s['connect_seconds']:.2f} s"),
+        ("connect time ms", f"p50 {_fmt_ms(ct, 'p50')}  p99 {_fmt_ms(ct, 'p99')}  max {_fmt_ms(ct, 'max')}"),
+        ("published (acked)", f"{s['published']:,}"),
+        ("deliveries", f"{s['deliveries']:,} of {s['expected']:,} expected in {s['run_seconds']:.2f} s"),
+        ("deliveries/s", f"{s['deliveries_per_s']:,.0f}"),
+        (
+            "latency ms",
+            "  ".join(f"{k} {_fmt_ms(lat, k)}" for k in ("p50", "p90", "p99", "p99.9", "max")),
+        ),
+        ("loss", f"{s['loss']:,} ({s['loss_pct']}%)"),
+        ("duplicates", f"{s['duplicates']:,}"),
+        ("out of order", f"{s['out_of_order']:,}"),
+        ("errors", f"{s['error_count']} {json.dumps(s['errors']) if s['errors'] else ''}".strip()),
+        ("disconnects", json.dumps(s["disconnects"]) if s["disconnects"] else "0"),
+    ]
+    if s["scenario"] == "churn":
+        rows.append(("recovery", f"{s['recovered']} recovered, {s['not_recovered']} not, "
+                     f"{s['recovered_deliveries']:,} publications recovered"))
+        if s["storm_seconds"]:
+            rows.append(("reconnect storm", f"{s['storm_seconds']:.2f} s to reconnect everyone"))
+    if "cpu_us_per_delivery" in srv:
+        rows.append(("server CPU/delivery", f"{srv['cpu_us_per_delivery']:.2f} µs"))
+    if "cpu_us_per_connect" in srv:
+        rows.append(("server CPU/connect", f"{srv['cpu_us_per_connect']:.0f} µs"))
+    if "kib_per_connection" in srv:
+        rows.append(("server RSS/connection", f"{srv['kib_per_connection']:.2f} KiB "
+                     f"({srv['rss_start_mib']} -> {srv['rss_connected_mib']} MiB)"))
+    if "deliveries" in srv:
+        rows.append(("server's own count", f"{srv['deliveries']:,} deliveries"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+# ------------------------------------------------------------------ HTML
+W, H, PAD = 720, 220, 44
+
+
+def _polyline(points: Sequence[tuple[float, float]], xmax: float, ymax: float, color: str) -> str:
+    if not points:
+        return ""
+    pts = " ".join(
+        f"{PAD + (x / xmax if xmax else 0) * (W - 2 * PAD):.1f},{H - PAD + 10 - (y / ymax if ymax else 0) * (H - PAD - 20):.1f}"
+        for x, y in points
+    )
+    return f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>'
+
+
+def _chart(title: str, unit: str, series: dict[str, tuple[str, list[tuple[float, float]]]], xlabel: str = "seconds") -> str:
+    allpts = [p for _, pts in series.values() for p in pts]
+    xmax = max((x for x, _ in allpts), default=1.0) or 1.0
+    ymax = max((y for _, y in allpts), default=1.0) or 1.0
+    ymax *= 1.1
+    grid = []
+    for k in range(5):
+        y = H - PAD + 10 - k / 4 * (H - PAD - 20)
+        grid.append(f'<line x1="{PAD}" x2="{W - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        grid.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{ymax * k / 4:,.3g}</text>')
+    for k in range(5):
+        x = PAD + k / 4 * (W - 2 * PAD)
+        grid.append(f'<text x="{x:.1f}" y="{H - PAD + 24}" text-anchor="middle" font-size="10">{xmax * k / 4:,.3g}</text>')
+    legend = []
+    for n, (name, (color, _)) in enumerate(series.items()):
+        legend.append(f'<text x="{W - PAD - 150 + 0}" y="{16 + 14 * n}" font-size="11" fill="{color}">■ {html.escape(name)}</text>')
+    lines = [_polyline(pts, xmax, ymax, color) for color, pts in series.values()]
+    return (
+        f'<figure><figcaption>{html.escape(title)} ({html.escape(unit)}; x: {xlabel})</figcaption>'
+        f'<svg width="{W}" height="{H + 20}" viewBox="0 0 {W} {H + 20}" xmlns="http://www.w3.org/2000/svg">'
+        + "".join(grid) + "".join(lines) + "".join(legend) + "</svg></figure>"
+    )
+
+
+def html_report(s: dict[str, Any]) -> str:
+    tl = s["timeline"]
+    t0 = tl[0]["t"] if tl else 0
+    thr = [(b["t"] - t0, b["deliveries"]) for b in tl]
+    pubs = [(b["t"] - t0, b["published"]) for b in tl]
+    p50 = [(b["t"] - t0, b["lat_p50"]) for b in tl if "lat_p50" in b]
+    p99 = [(b["t"] - t0, b["lat_p99"]) for b in tl if "lat_p99" in b]
+    opened = [(b["t"] - t0, b["open"]) for b in tl]
+    cpu = [(b["t"] - t0, b["server_cpu_pct"]) for b in tl if b.get("server_cpu_pct") is not None]
+    lat = s["latency_ms"]
+    charts = [
+        _chart("Deliveries and publishes per second", "messages/s", {"deliveries": ("#1f77b4", thr), "published": ("#ff7f0e", pubs)}),
+        _chart("End-to-end latency per second", "ms", {"p50": ("#2ca02c", p50), "p99": ("#d62728", p99)}),
+        _chart("Open connections", "count", {"open": ("#9467bd", opened)}),
+    ]
+    if cpu:
+        charts.append(_chart("Server CPU", "% of one core", {"cpu": ("#8c564b", cpu)}))
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in (line.strip().split("  ", 1) for line in table(s).splitlines() if "  " in line.strip())
+    )
+    pct_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.3f} ms</td></tr>" for k, v in lat.items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Squall load test: {html.escape(s['scenario'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:900px}} table{{border-collapse:collapse;margin:1em 0}}
+th,td{{text-align:left;padding:2px 10px;border-bottom:1px solid #eee;font-size:14px}} th{{color:#555;font-weight:normal}}
+figure{{margin:1.5em 0}} figcaption{{font-weight:bold;margin-bottom:4px}}</style></head>
+<body><h1>Load test: {html.escape(s['scenario'])}</h1>
+<p>Target {html.escape(s['target']['host'])}:{s['target']['port']}{html.escape(s['target']['path'])}</p>
+<h2>Summary</h2><table>{rows}</table>
+<h2>Latency percentiles</h2><table>{pct_rows}</table>
+{''.join(charts)}
+<h2>Raw plan</h2><pre>{html.escape(json.dumps(s['plan'], indent=1))}</pre>
+</body></html>
+"""
