@@ -92,7 +92,7 @@ class TokenVerifier:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=[alg],
+                algorithms=[str(alg)],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["sub"], "verify_aud": self._audience is not None},

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from channels.hub import Hub
 from handlers.auth import TokenVerifier
 from handlers.flusher import Flusher
 from handlers.hooks import Hooks
 from handlers.limits import ConnectionLimiter
+from handlers.observer import NullObserver, Observer
 from handlers.pinger import Pinger
 from server.settings import Settings
 
@@ -25,4 +26,5 @@ class Context:
     pinger: Pinger
     flusher: Flusher
     limiter: ConnectionLimiter
+    observer: Observer = field(default_factory=NullObserver)
     version: str = VERSION

@@ -189,6 +189,7 @@ class ClientSession:
         if self.closed:
             return
         self.closed = True
+        self.ctx.observer.disconnect(code.code)
         log.info(
             "disconnect client=%s user=%s code=%d reason=%s",
             self.client_id, self.user, code.code, reason or code.reason,
@@ -254,9 +255,12 @@ class ClientSession:
         self._inflight.add(cmd.id)
         hub = self.ctx.hub
         hub.inflight += 1
+        started = time.perf_counter()
+        code = 0
         try:
             result = await handler(cmd.params)
         except SquallError as e:
+            code = e.code
             if e.code != 100:
                 log.debug("client=%s %s -> error %d %s", self.client_id, method, e.code, e.message)
             else:
@@ -266,16 +270,19 @@ class ClientSession:
         except Disconnect:
             raise
         except (KeyError, TypeError, ValueError) as e:
+            code = errors.BadRequest.code
             log.info("client=%s bad %s params: %r", self.client_id, method, e)
             self._reply_error(cmd.id, errors.BadRequest())
             return
         except Exception:
+            code = errors.InternalError.code
             log.exception("client=%s %s failed", self.client_id, method)
             self._reply_error(cmd.id, errors.InternalError())
             return
         finally:
             hub.inflight -= 1
             self._inflight.discard(cmd.id)
+            self.ctx.observer.command(method, code, time.perf_counter() - started)
         if result is not None and cmd.id:
             after: list[bytes] = result.pop(_AFTER, ())
             self._reply(cmd.id, method, result)

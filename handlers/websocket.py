@@ -172,6 +172,7 @@ class WebSocketHandler(_TornadoWS):
         self.set_nodelay(True)
         assert self.ws_connection is not None
         stream = self.ws_connection.stream  # type: ignore[attr-defined]
+        assert stream is not None
         wire = WSWire(self, stream, codec_for(fmt), self.ctx)
         session = ClientSession(self.ctx, wire, self.request.remote_ip or "")
         wire.session = session

@@ -12,6 +12,7 @@ import tornado.web
 from channels.hub import Hub
 from handlers.auth import TokenVerifier
 from handlers.context import Context
+from handlers.control import register_controls
 from handlers.flusher import Flusher
 from handlers.hooks import Hooks, load_hooks
 from handlers.limits import ConnectionLimiter
@@ -83,5 +84,6 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         "static_path": str(STATIC_DIR),
         "compress_response": False,
     }
+    register_controls(ctx)
     app = tornado.web.Application(routes(ctx, backends, STATIC_DIR), **app_settings)
     return Squall(settings, ctx, backends, app)

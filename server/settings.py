@@ -132,6 +132,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("redis_urls", "at least one Redis URL is needed")
 
 
+def _default(f: Any) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()
+
+
 def _field_types() -> dict[str, Any]:
     return {f.name: f for f in fields(Settings)}
 
@@ -139,7 +145,7 @@ def _field_types() -> dict[str, Any]:
 def _coerce(key: str, value: Any) -> Any:
     """Turn a TOML/env/flag value into the field's type, or raise ConfigError."""
     f = _field_types()[key]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    default = _default(f)
     typ = type(default)
     try:
         if typ is bool:
@@ -232,6 +238,6 @@ def describe() -> list[tuple[str, Any, str]]:
     """(name, default, doc) for every setting, for genconfig and docs."""
     out = []
     for f in fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
         out.append((f.name, default, f.metadata.get("doc", "")))
     return out
