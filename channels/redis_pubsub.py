@@ -242,7 +242,7 @@ class PubSubLink:
             self._send_batch(topics, [])
             ready = self._acks[self._ping_topic][-1]
             assert ready is not None
-            done, _ = await asyncio.wait({reader, stop, ready}, timeout=self._confirm_timeout)
+            done, _ = await asyncio.wait({reader, stop, ready}, timeout=self._confirm_timeout, return_when=asyncio.FIRST_COMPLETED)
             self._check(reader, stop)
             if ready not in done:
                 raise asyncio.TimeoutError("subscriptions not confirmed")
@@ -253,7 +253,7 @@ class PubSubLink:
             if resync:
                 self._on_resync()
             while True:
-                await asyncio.wait({reader, stop}, timeout=self._ping_interval)
+                await asyncio.wait({reader, stop}, timeout=self._ping_interval, return_when=asyncio.FIRST_COMPLETED)
                 self._check(reader, stop)
                 await self._ping(reader, stop)
         finally:
@@ -303,7 +303,7 @@ class PubSubLink:
             return
         if receivers == 0:
             raise _Deaf("server has no subscriber on our node topic")
-        done, _ = await asyncio.wait({reader, stop, echo}, timeout=self._ping_timeout)
+        done, _ = await asyncio.wait({reader, stop, echo}, timeout=self._ping_timeout, return_when=asyncio.FIRST_COMPLETED)
         self._check(reader, stop)
         if echo not in done:
             raise _Deaf(f"no ping echo within {self._ping_timeout}s")

@@ -175,6 +175,7 @@ class RedisShards:
         out["socket_connect_timeout"] = self._connect_timeout
         out["retry"] = Retry(NoBackoff(), 0)
         out["decode_responses"] = False
+        out["protocol"] = 2  # pub/sub messages as plain replies, not RESP3 pushes
         return out
 
     def _pubsub_factory(self, client: Redis) -> ConnectionFactory:
