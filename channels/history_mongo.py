@@ -1,0 +1,516 @@
+"""Durable channel history in MongoDB (PyMongo's async API; Motor is deprecated).
+
+Collections (see docs/HISTORY.md)::
+
+    publications  {channel, offset, epoch, data, info, tags, time, expire_at}
+                  unique (channel, offset); TTL on expire_at (absent when
+                  history_ttl is 0)
+    streams       {_id: channel, epoch, top, expire_at}; TTL on expire_at
+                  (set from meta_ttl)
+
+The promise: :meth:`append` and :meth:`write` return only once MongoDB
+acknowledged the publications, every call either returns or raises
+:class:`BackendUnavailable`, and a channel's offsets never get a hole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import secrets
+from collections import OrderedDict, deque
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.monitoring import TopologyDescriptionChangedEvent, TopologyListener
+from pymongo.operations import DeleteMany
+from pymongo.write_concern import WriteConcern
+
+from channels import history_mongo_codec as codec
+from channels.errors import BackendUnavailable, UnrecoverablePosition
+from channels.history_mongo_batch import Entry, GroupCommitter, Stream
+from channels.types import (
+    HistoryQuery,
+    HistoryResult,
+    Publication,
+    StreamOptions,
+    StreamPosition,
+)
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000
+_EPOCH_CACHE = 4096  # channels whose epoch write() remembers (bounded LRU)
+_MAX_LOADS = 3  # stream (re)loads one append tries before giving up
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+def parse_write_concern(value: str) -> WriteConcern | None:
+    """'' = the driver's default; a number = that many nodes; else a mode or tag ('majority')."""
+    value = value.strip()
+    if not value:
+        return None
+    return WriteConcern(w=int(value) if value.isdigit() else value)
+
+
+def trim_step(history_size: int) -> int:
+    """How far a channel's top moves between two trims (keeps deletes rare)."""
+    return max(16, history_size // 4)
+
+
+class _TopologyHealth(TopologyListener):
+    """Tells the store when the driver sees a writable server again, or none."""
+
+    def __init__(self, store: "MongoHistoryStore") -> None:
+        self._store = store
+
+    def opened(self, event: Any) -> None:
+        return None
+
+    def description_changed(self, event: TopologyDescriptionChangedEvent) -> None:
+        self._store._set_healthy(event.new_description.has_writable_server())
+
+    def closed(self, event: Any) -> None:
+        return None
+
+
+class MongoHistoryStore:
+    """History kept in MongoDB; offsets assigned here or persisted from elsewhere.
+
+    Use one mode per channel: :meth:`append` (memory broker: this process
+    owns the channel's offsets) or :meth:`write` (Redis broker: offsets come
+    from Redis).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str,
+        write_concern: str,
+        batch_window_ms: float,
+        batch_size: int,
+        timeout_ms: int = 3000,
+        event_listeners: Sequence[Any] = (),
+    ) -> None:
+        self._url = url
+        self._database = database
+        self._write_concern = parse_write_concern(write_concern)
+        self._timeout_ms = timeout_ms
+        self._listeners = list(event_listeners)
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._pubs: AsyncCollection[dict[str, Any]] | None = None
+        self._meta: AsyncCollection[dict[str, Any]] | None = None
+        self._indexed = False
+        self._healthy = False
+        self._streams: dict[str, Stream] = {}
+        self._loading: dict[str, asyncio.Task[Stream]] = {}
+        self._epochs: OrderedDict[str, str] = OrderedDict()
+        self._trim_due: dict[str, int] = {}  # channel -> delete offsets <= this
+        self._trim_task: asyncio.Task[None] | None = None
+        self._committer = GroupCommitter(
+            self._write_batch,
+            self._on_batch_failure,
+            window=batch_window_ms / 1000.0,
+            max_size=batch_size,
+        )
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        t = self._timeout_ms
+        self._client = AsyncMongoClient(
+            self._url,
+            serverSelectionTimeoutMS=t,
+            connectTimeoutMS=t,
+            socketTimeoutMS=max(2 * t, 2000),
+            heartbeatFrequencyMS=1000,
+            appname="squall-history",
+            tz_aware=True,
+            event_listeners=[_TopologyHealth(self), *self._listeners],
+        )
+        db = self._client.get_database(self._database, write_concern=self._write_concern)
+        self._pubs = db.get_collection("publications")
+        self._meta = db.get_collection("streams")
+        self._committer.start()
+        try:
+            await self._ensure_indexes()
+        except BackendUnavailable:
+            # The server stays up; indexes are created before the first write.
+            log.warning("MongoDB at %s unreachable at start; will retry", self._url)
+
+    async def close(self) -> None:
+        await self._committer.close(timeout=max(1.0, 2 * self._timeout_ms / 1000))
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+            await asyncio.gather(self._trim_task, return_exceptions=True)
+            self._trim_task = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        self._healthy = False
+
+    def healthy(self) -> bool:
+        return self._healthy and self._client is not None
+
+    @property
+    def batches(self) -> int:
+        """Batches written so far (each is one insert_many)."""
+        return self._committer.batches
+
+    def _set_healthy(self, ok: bool) -> None:
+        if ok != self._healthy:
+            if ok:
+                log.info("MongoDB history store reachable")
+            else:
+                log.warning("MongoDB history store unreachable")
+        self._healthy = ok
+
+    @contextmanager
+    def _backend(self, what: str) -> Iterator[None]:
+        """Turn driver errors into a temporary client-facing error."""
+        try:
+            yield
+        except PyMongoError as e:
+            if isinstance(e, ConnectionFailure):
+                self._set_healthy(False)
+            log.debug("MongoDB %s failed: %s", what, e)
+            raise BackendUnavailable(f"history store unavailable ({what})") from e
+        self._set_healthy(True)
+
+    def _collections(self) -> tuple[AsyncCollection[dict[str, Any]], AsyncCollection[dict[str, Any]]]:
+        if self._pubs is None or self._meta is None:
+            raise BackendUnavailable("history store is not running")
+        return self._pubs, self._meta
+
+    async def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        pubs, meta = self._collections()
+        with self._backend("create indexes"):
+            await pubs.create_index([("channel", ASCENDING), ("offset", ASCENDING)], unique=True)
+            await pubs.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+            await meta.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+        self._indexed = True
+
+    # --- stream meta -------------------------------------------------------
+
+    async def _open_meta(self, channel: str) -> dict[str, Any]:
+        """The channel's meta; created (epoch, top) from its publications if missing."""
+        await self._ensure_indexes()
+        pubs, meta = self._collections()
+        with self._backend("read stream"):
+            doc = await meta.find_one({"_id": channel})
+            if doc is not None:
+                return doc
+            latest = await pubs.find_one(
+                {"channel": channel}, sort=[("offset", DESCENDING)], projection={"offset": 1, "epoch": 1}
+            )
+            epoch = str(latest["epoch"]) if latest else new_epoch()
+            created = await meta.find_one_and_update(
+                {"_id": channel},
+                {"$setOnInsert": {"epoch": epoch}, "$max": {"top": int(latest["offset"]) if latest else 0}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        assert created is not None
+        return created
+
+    async def _load(self, channel: str) -> Stream:
+        """Where this process continues the channel: max(meta top, stored top).
+
+        A batch whose insert landed but whose meta update did not leaves
+        publications above the meta's top; counting them keeps offsets unique.
+        """
+        doc = await self._open_meta(channel)
+        epoch, top = str(doc["epoch"]), int(doc.get("top", 0))
+        pubs, meta = self._collections()
+        with self._backend("load stream"):
+            latest = await pubs.find_one(
+                {"channel": channel, "epoch": epoch, "offset": {"$gt": top}},
+                sort=[("offset", DESCENDING)],
+                projection={"offset": 1},
+            )
+            if latest is not None:
+                top = int(latest["offset"])
+                await meta.update_one({"_id": channel}, {"$max": {"top": top}})
+        return Stream(epoch=epoch, assigned=top, committed=top)
+
+    async def _stream(self, channel: str) -> Stream:
+        """The channel's live offset counter, loaded once and shared by all callers."""
+        for _ in range(_MAX_LOADS):
+            s = self._streams.get(channel)
+            if s is not None:
+                return s
+            task = self._loading.get(channel)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._load(channel))
+                self._loading[channel] = task
+                task.add_done_callback(functools.partial(self._loaded, channel))
+            s = await asyncio.shield(task)
+            # A batch failure may have dropped it again between load and here.
+            if self._streams.get(channel) is s:
+                return s
+        raise BackendUnavailable("history store unavailable (stream reset)")
+
+    def _loaded(self, channel: str, task: asyncio.Task[Stream]) -> None:
+        if self._loading.get(channel) is task:
+            del self._loading[channel]
+        if task.cancelled():
+            return
+        if task.exception() is None:
+            self._streams[channel] = task.result()
+
+    # --- writes ------------------------------------------------------------
+
+    async def append(self, channel: str, pub: Publication, opts: StreamOptions) -> Publication:
+        body = codec.body(pub)  # fails this call alone, before an offset exists
+        s = await self._stream(channel)
+        s.assigned += 1
+        pub.offset, pub.epoch = s.assigned, s.epoch
+        entry = Entry(
+            channel=channel,
+            doc=codec.document(channel, pub, body, opts.history_ttl),
+            offset=pub.offset,
+            epoch=pub.epoch,
+            history_size=opts.history_size,
+            meta_ttl=opts.meta_ttl,
+            stream=s,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        try:
+            fut = self._committer.submit(entry)
+        except BackendUnavailable:
+            s.assigned -= 1  # nothing was queued after it: no hole
+            raise
+        await fut
+        return pub
+
+    async def write(self, channel: str, pubs: list[Publication], opts: StreamOptions) -> None:
+        if not pubs:
+            return
+        bodies = [codec.body(p) for p in pubs]
+        await self._follow_epoch(channel, pubs[-1].epoch)
+        now = dt.datetime.now(dt.timezone.utc)
+        loop = asyncio.get_running_loop()
+        futs = []
+        for p, body in zip(pubs, bodies):
+            entry = Entry(
+                channel=channel,
+                doc=codec.document(channel, p, body, opts.history_ttl, now),
+                offset=p.offset,
+                epoch=p.epoch,
+                history_size=opts.history_size,
+                meta_ttl=opts.meta_ttl,
+                stream=None,
+                future=loop.create_future(),
+            )
+            futs.append(self._committer.submit(entry))
+        await asyncio.gather(*futs)
+
+    async def _follow_epoch(self, channel: str, epoch: str) -> None:
+        """When upstream started a new stream, drop the old one's publications.
+
+        Their offsets restart at 1 and would otherwise collide with the old
+        stream's on the unique index.
+        """
+        if self._epochs.get(channel) == epoch:
+            self._epochs.move_to_end(channel)
+            return
+        await self._ensure_indexes()
+        pubs, meta = self._collections()
+        with self._backend("switch epoch"):
+            doc = await meta.find_one({"_id": channel}, projection={"epoch": 1})
+            if doc is not None and doc.get("epoch") != epoch:
+                log.info("history of %s: epoch %s -> %s, old stream dropped", channel, doc.get("epoch"), epoch)
+                await pubs.delete_many({"channel": channel, "epoch": {"$ne": epoch}})
+                await meta.update_one({"_id": channel}, {"$set": {"epoch": epoch, "top": 0}})
+        self._epochs[channel] = epoch
+        if len(self._epochs) > _EPOCH_CACHE:
+            self._epochs.popitem(last=False)
+
+    async def _write_batch(self, batch: list[Entry]) -> None:
+        """One insert_many for the batch, then one meta update per channel."""
+        pubs, meta = self._collections()
+        docs = [e.doc for e in batch]
+        with self._backend("write"):
+            try:
+                await pubs.insert_many(docs, ordered=False)
+            except BulkWriteError as err:
+                await self._check_duplicates(batch, err)
+            await meta.bulk_write(self._meta_updates(batch), ordered=False)
+        for e in batch:
+            if e.stream is not None and e.offset > e.stream.committed:
+                e.stream.committed = e.offset
+        self._schedule_trims(batch)
+
+    async def _check_duplicates(self, batch: list[Entry], err: BulkWriteError) -> None:
+        """Duplicates are success only when they are the same publication.
+
+        A retried insert finds our own document (same _id); write() finds the
+        same (channel, offset, epoch). Anything else is a conflict, never a
+        silent drop.
+        """
+        details = err.details
+        errors = details.get("writeErrors", [])
+        if details.get("writeConcernErrors") or any(w.get("code") != DUPLICATE_KEY for w in errors):
+            raise err
+        dups = [batch[w["index"]] for w in errors]
+        pubs, _ = self._collections()
+        found = {
+            (d["channel"], d["offset"]): d
+            async for d in pubs.find(
+                {"$or": [{"channel": e.channel, "offset": e.offset} for e in dups]},
+                projection={"channel": 1, "offset": 1, "epoch": 1},
+            )
+        }
+        for e in dups:
+            d = found.get((e.channel, e.offset))
+            same = d is not None and (d["_id"] == e.doc["_id"] if e.stream is not None else d.get("epoch") == e.epoch)
+            if not same:
+                log.error("history offset conflict in %s at %d", e.channel, e.offset)
+                raise BackendUnavailable("history offset conflict")
+
+    @staticmethod
+    def _meta_updates(batch: list[Entry]) -> list[UpdateOne]:
+        tops: dict[str, Entry] = {}
+        written_epoch: dict[str, str] = {}
+        for e in batch:
+            top = tops.get(e.channel)
+            if top is None or e.offset > top.offset:
+                tops[e.channel] = e
+            if e.stream is None:
+                written_epoch[e.channel] = e.epoch
+        now = dt.datetime.now(dt.timezone.utc)
+        ops = []
+        for channel, e in tops.items():
+            update: dict[str, Any] = {"$max": {"top": e.offset}}
+            sets: dict[str, Any] = {}
+            if channel in written_epoch:
+                sets["epoch"] = written_epoch[channel]
+            else:
+                update["$setOnInsert"] = {"epoch": e.epoch}
+            if e.meta_ttl > 0:
+                sets["expire_at"] = now + dt.timedelta(seconds=e.meta_ttl)
+            if sets:
+                update["$set"] = sets
+            ops.append(UpdateOne({"_id": channel}, update, upsert=True))
+        return ops
+
+    def _on_batch_failure(self, batch: list[Entry], queue: deque[Entry]) -> list[Entry]:
+        """Fail the queued appends above the failed ones and forget their counters.
+
+        The next append reloads the channel from MongoDB, which counts what
+        of the failed batch did land, so no offset is reused or skipped.
+        """
+        channels = {e.channel for e in batch if e.stream is not None}
+        if not channels:
+            return []
+        for ch in channels:
+            self._streams.pop(ch, None)
+        failed = [e for e in queue if e.stream is not None and e.channel in channels]
+        if failed:
+            kept = [e for e in queue if not (e.stream is not None and e.channel in channels)]
+            queue.clear()
+            queue.extend(kept)
+        return failed
+
+    # --- trimming ----------------------------------------------------------
+
+    def _schedule_trims(self, batch: list[Entry]) -> None:
+        span: dict[str, tuple[int, int, int]] = {}
+        for e in batch:
+            if e.history_size <= 0:
+                continue
+            lo, hi, _ = span.get(e.channel, (e.offset, e.offset, 0))
+            span[e.channel] = (min(lo, e.offset), max(hi, e.offset), e.history_size)
+        for channel, (lo, hi, size) in span.items():
+            step = trim_step(size)
+            if (lo - 1) // step != hi // step and hi > size:
+                self._trim_due[channel] = max(self._trim_due.get(channel, 0), hi - size)
+        if self._trim_due and (self._trim_task is None or self._trim_task.done()):
+            self._trim_task = asyncio.get_running_loop().create_task(self._trim())
+
+    async def _trim(self) -> None:
+        """Delete what fell out of history_size; reads never depend on it."""
+        pubs, _ = self._collections()
+        while self._trim_due:
+            due, self._trim_due = self._trim_due, {}
+            ops = [DeleteMany({"channel": ch, "offset": {"$lte": cut}}) for ch, cut in due.items()]
+            try:
+                await pubs.bulk_write(ops, ordered=False)
+            except PyMongoError as e:
+                log.debug("history trim failed (retried at the next step): %s", e)
+                return
+
+    # --- reads -------------------------------------------------------------
+
+    async def position(self, channel: str) -> StreamPosition:
+        s = self._streams.get(channel)
+        if s is not None:
+            return StreamPosition(s.committed, s.epoch)
+        doc = await self._open_meta(channel)
+        return StreamPosition(int(doc.get("top", 0)), str(doc["epoch"]))
+
+    async def read(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:
+        """Centrifugo's semantics (as channels.history_memory.select), on index ranges.
+
+        Offsets are contiguous below the top, so the wanted window is an
+        offset range and no query reads more than ``limit`` documents unless
+        expired or trimmed entries left a gap at the bottom.
+        """
+        top = await self.position(channel)
+        since = query.since
+        if since is not None and since.epoch and since.epoch != top.epoch:
+            raise UnrecoverablePosition()
+        if query.limit == 0:
+            return HistoryResult(publications=[], position=top)
+        after = since.offset if since is not None else 0
+        floor = top.offset - opts.history_size if opts.history_size > 0 else 0
+        lo, limit = max(after, floor, 0), query.limit
+        if lo >= top.offset:
+            return HistoryResult(publications=[], position=top)
+        if query.reverse:
+            first = lo if limit < 0 else max(lo, top.offset - limit)
+            docs = await self._find(channel, top, first, top.offset, DESCENDING, limit)
+            if limit > 0 and len(docs) < limit and first > lo:
+                docs = await self._find(channel, top, lo, top.offset, DESCENDING, limit)
+        else:
+            last = top.offset if limit < 0 else min(top.offset, lo + limit)
+            docs = await self._find(channel, top, lo, last, ASCENDING, limit)
+            if limit > 0 and len(docs) < limit and last < top.offset:
+                docs = await self._find(channel, top, lo, top.offset, ASCENDING, limit)
+        return HistoryResult(publications=[codec.publication(d) for d in docs], position=top)
+
+    async def _find(
+        self, channel: str, top: StreamPosition, after: int, upto: int, direction: int, limit: int
+    ) -> list[dict[str, Any]]:
+        pubs, _ = self._collections()
+        now = dt.datetime.now(dt.timezone.utc)
+        flt = {
+            "channel": channel,
+            "offset": {"$gt": after, "$lte": upto},
+            "epoch": top.epoch,
+            # The TTL monitor runs about once a minute; expired is gone now.
+            "$or": [{"expire_at": None}, {"expire_at": {"$gt": now}}],
+        }
+        with self._backend("read"):
+            cursor = pubs.find(flt, projection={"_id": 0, "channel": 0, "expire_at": 0}).sort("offset", direction)
+            if limit > 0:
+                cursor = cursor.limit(limit)
+            return await cursor.to_list()
+
+    async def remove(self, channel: str) -> None:
+        """Drop the channel's publications; its position and epoch stay."""
+        await self._ensure_indexes()
+        pubs, _ = self._collections()
+        with self._backend("remove"):
+            await pubs.delete_many({"channel": channel})
