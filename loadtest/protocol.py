@@ -85,11 +85,20 @@ class Conn:
         self._pending[cid] = callback
         self.ws.send_text(orjson.dumps({"id": cid, method: body}))
 
-    async def call(self, method: str, body: dict[str, Any], timeout: float = 10.0) -> Reply:
-        """Send a command and wait for its result; raise CommandError on an error reply."""
+    async def call(
+        self, method: str, body: dict[str, Any], timeout: float = 10.0, on_result: ReplyCallback | None = None
+    ) -> Reply:
+        """Send a command and wait for its result; raise CommandError on an error reply.
+
+        ``on_result`` runs as the reply is parsed, before any later push of the
+        same read is handled: a subscribe reply's recovered publications must
+        be seen before the live ones that follow them.
+        """
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
         def done(reply: Reply) -> None:
+            if on_result is not None and "error" not in reply:
+                on_result(reply.get(method) or {})
             if not fut.done():
                 fut.set_result(reply)
 

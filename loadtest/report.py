@@ -38,6 +38,7 @@ def table(s: dict[str, Any]) -> str:
         ("disconnects", json.dumps(s["disconnects"]) if s["disconnects"] else "0"),
     ]
     if s["scenario"] == "churn":
+        rows.append(("reconnects", f"{s['reconnects']:,}"))
         rows.append(("recovery", f"{s['recovered']} recovered, {s['not_recovered']} not, "
                      f"{s['recovered_deliveries']:,} publications recovered"))
         if s["storm_seconds"]:

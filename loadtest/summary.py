@@ -135,7 +135,7 @@ class Aggregator:
             ctime.add(_decode(r["connect_time"]))
             for k in (
                 "deliveries", "received", "duplicates", "out_of_order", "recovered_deliveries", "foreign",
-                "connects", "connect_failures", "recovered", "not_recovered",
+                "connects", "reconnects", "connect_failures", "recovered", "not_recovered",
             ):
                 c[k] += int(r[k])
             errors.update(r["errors"])
@@ -154,6 +154,7 @@ class Aggregator:
             "started": self.started,
             "connections": plan.total_connections,
             "connects": c["connects"],
+            "reconnects": c["reconnects"],
             "connect_failures": c["connect_failures"],
             "connect_seconds": round(connect_seconds, 3),
             "connect_rate": round(c["connects"] / connect_seconds, 1) if connect_seconds else 0.0,

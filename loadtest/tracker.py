@@ -39,6 +39,7 @@ class Tracker:
         self.recovered_deliveries = 0
         self.foreign = 0  # publications not made by this tool
         self.connects = 0
+        self.reconnects = 0
         self.connect_failures = 0
         self.recovered = 0
         self.not_recovered = 0
@@ -120,6 +121,7 @@ class Tracker:
             "recovered_deliveries": self.recovered_deliveries,
             "foreign": self.foreign,
             "connects": self.connects,
+            "reconnects": self.reconnects,
             "connect_failures": self.connect_failures,
             "recovered": self.recovered,
             "not_recovered": self.not_recovered,

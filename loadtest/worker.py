@@ -8,6 +8,7 @@ server (CPU, RSS) at the same moments for everyone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -143,24 +144,30 @@ class Worker:
             await conn.open(t.host, t.port, t.path, make_token(t, i, self.index), self._source(i), self.plan.connect_timeout)
         except CommandError as e:
             self.tracker.connect_failures += 1
-            self.tracker.error("connect", e.code)
+            self.tracker.error("reconnect" if recover else "connect", e.code)
             conn.close()
             return False
         except (OSError, asyncio.TimeoutError, ConnectionError, ValueError) as e:
             self.tracker.connect_failures += 1
-            self.tracker.error("connect", type(e).__name__)
+            self.tracker.error("reconnect" if recover else "connect", type(e).__name__)
             log.debug("connect %d failed: %s", i, e)
             conn.close()
             return False
-        self.tracker.connects += 1
-        self.tracker.connect_time.record_value(max(1, int((time.monotonic() - began) * 1e6)))
+        if recover:
+            self.tracker.reconnects += 1
+        else:
+            self.tracker.connects += 1
+            self.tracker.connect_time.record_value(max(1, int((time.monotonic() - began) * 1e6)))
         ok = True
         for ch in self.plan.channels_of(i):
             body: dict[str, Any] = {"channel": ch}
             if recover and ch in conn.epochs:
                 body.update(recover=True, offset=conn.offsets.get(ch, 0), epoch=conn.epochs[ch])
             try:
-                res = await conn.call("subscribe", body, self.plan.connect_timeout)
+                await conn.call(
+                    "subscribe", body, self.plan.connect_timeout,
+                    on_result=functools.partial(self._subscribed, conn, ch, recover=recover),
+                )
             except CommandError as e:
                 self.tracker.error("subscribe", e.code)
                 ok = False
@@ -168,8 +175,6 @@ class Worker:
             except asyncio.TimeoutError:
                 self.tracker.error("subscribe", "timeout")
                 ok = False
-                continue
-            self._subscribed(conn, ch, res, recover)
         return ok
 
     def _subscribed(self, conn: Conn, ch: str, res: Reply, recover: bool) -> None:
