@@ -16,7 +16,7 @@ from channels.broker_redis import RedisBroker
 from channels.history_memory import MemoryHistoryStore
 from channels.redis_persist import GROUP
 from channels.types import ClientInfo, HistoryQuery, Publication, StreamOptions, StreamPosition
-from tests.helpers.redis_server import RedisServer, wait_until
+from tests.helpers.redis_server import MutingProxy, RedisServer, wait_until, wait_until_async
 
 pytestmark = pytest.mark.redis
 
@@ -59,6 +59,7 @@ async def nodes(
     n: int = 2,
     history: Callable[[int], Any] | None = None,
     hot_window: int = 100,
+    first_id: int = 0,
     **kw: Any,
 ) -> AsyncIterator[list[tuple[RedisBroker, Recorder]]]:
     """``n`` started brokers on the same Redis servers, closed afterwards."""
@@ -69,7 +70,7 @@ async def nodes(
             b = RedisBroker(
                 urls,
                 prefix="t",
-                node_id=f"node{i}",
+                node_id=f"node{first_id + i}",
                 history=history(i) if history else None,
                 hot_window=hot_window,
                 cluster=False,
@@ -154,14 +155,6 @@ async def test_interest_based_fanout(redis_url: str) -> None:
         assert await wait_until(lambda: len(rb.pubs["other"]) == 1)
         assert [p.data for p in ra.pubs["room"]] == [1]
         assert "room" not in rb.pubs
-
-
-async def wait_until_async(get: Callable[[], Any], want: Any, timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.02)):
-        if await get() == want:
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -312,6 +305,24 @@ async def test_killed_pubsub_connection_is_replaced(redis_url: str) -> None:
         assert a.reconnects >= 1
         await b.publish("k", pub("after"), HIST)
         assert await wait_until(lambda: [p.data for p in ra.pubs["k"]] == ["after"])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_deaf_pubsub_connection_is_replaced(redis_server: RedisServer) -> None:
+    """A connection that stays open but delivers nothing is found by the ping and replaced."""
+    proxy = MutingProxy(redis_server.port)
+    await proxy.start()
+    try:
+        async with nodes([proxy.url], n=1) as [(a, ra)], nodes([redis_server.url], n=1, first_id=1) as [(b, _)]:
+            await a.subscribe("deaf")
+            await b.publish("deaf", pub("before"), HIST)
+            assert await wait_until(lambda: len(ra.pubs["deaf"]) == 1)
+            proxy.mute_existing()
+            assert await wait_until(lambda: bool(ra.resyncs) and a.healthy(), 15)
+            await b.publish("deaf", pub("after"), HIST)
+            assert await wait_until(lambda: [p.data for p in ra.pubs["deaf"]][-1:] == ["after"])
+    finally:
+        await proxy.close()
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 import redis
@@ -135,3 +135,72 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, step: float
             return True
         await asyncio.sleep(step)
     return cond()
+
+
+async def wait_until_async(get: Callable[[], Awaitable[Any]], want: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll an async getter until it returns ``want``; bounded in time and count."""
+    for _ in range(int(timeout / step) + 1):
+        if await get() == want:
+            return True
+        await asyncio.sleep(step)
+    return False
+
+
+class MutingProxy:
+    """A TCP proxy to Redis that can silently stop replies on open connections.
+
+    A muted connection stays open but delivers nothing to the client: the
+    "deaf pub/sub connection" failure (NAT or load balancer dropping a flow).
+    Connections opened after :meth:`mute_existing` work normally.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._muted: list[list[bool]] = []
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def mute_existing(self) -> None:
+        for flag in self._muted:
+            flag[0] = True
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in self._writers:
+            w.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        muted = [False]
+        self._muted.append(muted)
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, flag: list[bool] | None) -> None:
+            try:
+                while data := await src.read(65536):
+                    if flag is not None and flag[0]:
+                        continue
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, muted))
