@@ -105,6 +105,8 @@ def _msgpack_objects(data: bytes) -> Iterator[Any]:
         yield from unpacker
     except (msgpack.UnpackException, ValueError, TypeError) as e:
         raise ProtocolError(f"malformed msgpack: {e}") from None
+    if unpacker.tell() != len(data):
+        raise ProtocolError("truncated msgpack")
 
 
 def decode_frame(data: bytes | str, fmt: str) -> list[Command]:
@@ -113,11 +115,17 @@ def decode_frame(data: bytes | str, fmt: str) -> list[Command]:
         data = data.encode("utf-8", "surrogatepass")
     objs = _json_objects(data) if fmt == "json" else _msgpack_objects(data)
     out: list[Command] = []
+    ids: set[int] = set()
     for obj in objs:
-        out.append(_to_command(obj))
+        cmd = _to_command(obj)
+        if cmd.id:
+            if cmd.id in ids:
+                raise ProtocolError("duplicate command id")
+            ids.add(cmd.id)
+        out.append(cmd)
         if len(out) > MAX_COMMANDS_PER_FRAME:
             raise ProtocolError("too many commands in one frame")
-    if not out and fmt == "json":
+    if not out:
         raise ProtocolError("empty frame")
     return out
 

@@ -90,6 +90,9 @@ def test_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @dataclass
 class SquallProcess:
     port: int
