@@ -53,7 +53,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def client(self) -> "redis.Redis[bytes]":
+    def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
 
     def start(self, timeout: float = 10.0) -> None:
@@ -128,13 +128,13 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+async def wait_until(cond: Callable[[], object], timeout: float = 5.0, step: float = 0.01) -> bool:
     """Poll ``cond`` until true or ``timeout``; bounded in time and count."""
     for _ in range(int(timeout / step) + 1):
         if cond():
             return True
         await asyncio.sleep(step)
-    return cond()
+    return bool(cond())
 
 
 async def wait_until_async(get: Callable[[], Awaitable[Any]], want: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
