@@ -150,8 +150,12 @@ async def serve(host: str, port: int, ping_interval: float, drop_every: int) -> 
     server = await loop.create_server(lambda: Peer(core), host, port, backlog=4096)
     ping = frame(b"{}")
     stop = loop.create_future()
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        asyncio.get_running_loop().add_signal_handler(sig, on_signal)
     print(f"baseline_asyncio listening on {host}:{port}", flush=True)
     while not stop.done():
         await asyncio.wait([stop], timeout=ping_interval)

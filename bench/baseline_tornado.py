@@ -78,8 +78,12 @@ async def serve(host: str, port: int, ping_interval: float, drop_every: int) -> 
     pinger = tornado.ioloop.PeriodicCallback(ping, ping_interval * 1000)
     pinger.start()
     stop = asyncio.get_running_loop().create_future()
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        asyncio.get_running_loop().add_signal_handler(sig, on_signal)
     print(f"baseline_tornado listening on {host}:{port}", flush=True)
     await stop
     pinger.stop()

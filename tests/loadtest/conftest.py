@@ -1,0 +1,116 @@
+"""Servers for the load-tester tests: the two bench baselines and Squall,
+each a real subprocess on a free 127.0.0.1 port, stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from loadtest.cli import main as loadtest_main
+from tests.helpers.squall_process import ROOT, SquallProcess, free_port, start_squall
+
+BENCH_CONFIG = ROOT / "bench" / "squall.toml"
+
+
+@dataclass
+class Baseline:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stats"
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(self.stats_url, timeout=5) as r:
+            data: dict[str, int] = json.loads(r.read())
+            return data
+
+
+def start_baseline(module: str, *extra: str) -> Baseline:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port), *extra],
+        cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    b = Baseline(port, proc)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{module} exited with {proc.returncode}")
+        try:
+            b.stats()
+            return b
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"{module} did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def asyncio_baseline() -> Iterator[Baseline]:
+    b = start_baseline("bench.baseline_asyncio")
+    yield b
+    stop(b.proc)
+
+
+@pytest.fixture(scope="module")
+def tornado_baseline() -> Iterator[Baseline]:
+    b = start_baseline("bench.baseline_tornado")
+    yield b
+    stop(b.proc)
+
+
+@pytest.fixture
+def dropping_baseline() -> Iterator[Baseline]:
+    """A baseline that skips every 7th delivery on purpose."""
+    b = start_baseline("bench.baseline_asyncio", "--drop-every", "7")
+    yield b
+    stop(b.proc)
+
+
+@pytest.fixture(scope="module")
+def squall_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SquallProcess]:
+    """Squall with bench/squall.toml (namespaces bench and stream)."""
+    sp = start_squall(tmp_path_factory.mktemp("squall"), BENCH_CONFIG.read_text())
+    yield sp
+    sp.stop()
+
+
+RunTool = Callable[..., tuple[int, dict[str, Any]]]
+
+
+@pytest.fixture
+def run_tool(tmp_path: Path) -> RunTool:
+    """Run the load tester in this process; returns (exit status, JSON summary)."""
+
+    def run(*args: str) -> tuple[int, dict[str, Any]]:
+        out = tmp_path / f"result-{time.monotonic_ns()}.json"
+        rc = loadtest_main([*args, "--quiet", "--ramp", "0", "--json", str(out)])
+        return rc, (json.loads(out.read_text()) if out.exists() else {})
+
+    return run
