@@ -70,6 +70,8 @@ class Settings:
     # --- client protocol and limits ---------------------------------------
     ping_interval: float = _doc("Seconds between server pings.", 25.0)
     pong_timeout: float = _doc("Seconds to wait for a pong before disconnecting (3012).", 8.0)
+    client_expired_close_delay: float = _doc("Grace seconds after a connection token's exp before disconnect 3005 (the SDK refreshes at ttl).", 25.0)
+    client_expired_sub_close_delay: float = _doc("Grace seconds after a subscription token's exp before unsubscribe 2501.", 25.0)
     client_stale_timeout: float = _doc("Seconds a socket may stay without a connect command (3502).", 10.0)
     max_message_size: int = _doc("Largest incoming frame in bytes (larger: close 1009).", 65536)
     client_queue_max_size: int = _doc("Outbound bytes buffered per connection before disconnect 3008.", 1048576)
