@@ -79,10 +79,18 @@ def browser() -> Iterator["Browser"]:
 
 @pytest.fixture
 def open_page(browser: "Browser") -> Iterator[OpenPage]:
-    """Open ``url`` in a fresh browser context (its own storage, like another person)."""
+    """Open ``url`` in a fresh browser context (its own storage, like another person).
+
+    ``setup(page)`` runs before navigation, e.g. to install routes.
+    """
     contexts: list[BrowserContext] = []
 
-    def _open(url: str, *, context: "BrowserContext | None" = None) -> RecordedPage:
+    def _open(
+        url: str,
+        *,
+        context: "BrowserContext | None" = None,
+        setup: "Callable[[Page], object] | None" = None,
+    ) -> RecordedPage:
         if context is None:
             context = browser.new_context(viewport={"width": 1180, "height": 760})
             contexts.append(context)
@@ -93,6 +101,8 @@ def open_page(browser: "Browser") -> Iterator[OpenPage]:
         page.on("websocket", lambda ws: rec.requests.append(ws.url))
         page.on("console", lambda m: rec.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: rec.page_errors.append(str(e)))
+        if setup is not None:
+            setup(page)
         page.goto(url)
         return rec
 
