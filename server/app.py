@@ -16,6 +16,7 @@ from handlers.control import register_controls
 from handlers.flusher import Flusher
 from handlers.hooks import Hooks, load_hooks
 from handlers.limits import ConnectionLimiter
+from handlers.metrics import Metrics
 from handlers.pinger import Pinger
 from server.backends import Backends, build_backends
 from server.routes import routes
@@ -38,8 +39,12 @@ class Squall:
         await self.backends.history.start()
         await self.ctx.hub.start()
         self.ctx.pinger.start()
+        if isinstance(self.ctx.observer, Metrics):
+            self.ctx.observer.start()
 
     async def close(self) -> None:
+        if isinstance(self.ctx.observer, Metrics):
+            await self.ctx.observer.close()
         self.ctx.pinger.stop()
         await self.ctx.hub.drain_background()
         await self.ctx.hub.close()
@@ -77,6 +82,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
             settings.client_ip_connection_limit,
             settings.client_connection_rate_limit,
         ),
+        observer=Metrics(hub, backends.history),
     )
     app_settings: dict[str, Any] = {
         "websocket_max_message_size": settings.max_message_size,

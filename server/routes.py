@@ -7,18 +7,24 @@ from typing import Any
 
 import tornado.web
 
+from handlers.admin import admin_routes
 from handlers.context import Context
 from handlers.health import HealthHandler, ReadyHandler
+from handlers.metrics import Metrics, MetricsHandler
 from handlers.pages import PageHandler
 from handlers.websocket import WebSocketHandler
 from server.backends import Backends
 
 
 def routes(ctx: Context, backends: Backends, static_dir: Path) -> list[Any]:
-    return [
+    table: list[Any] = [
         (r"/connection/websocket", WebSocketHandler, {"ctx": ctx}),
         (r"/health", HealthHandler, {"ctx": ctx}),
         (r"/ready", ReadyHandler, {"ctx": ctx, "history_healthy": backends.history.healthy}),
         (r"/", PageHandler, {"path": str(static_dir / "index.html")}),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
     ]
+    if isinstance(ctx.observer, Metrics):
+        table.append((r"/metrics", MetricsHandler, {"metrics": ctx.observer}))
+    table += admin_routes(ctx, static_dir)
+    return table
