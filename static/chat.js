@@ -83,6 +83,7 @@ function formatTime(ts) {
 
 function displayName(info) {
   if (!info) return 'someone';
+  if (myClientIds.has(info.client)) return nick;
   const ci = info.conn_info;
   if (ci && typeof ci === 'object' && typeof ci.name === 'string' && ci.name.trim()) {
     return cleanNick(ci.name);
@@ -315,7 +316,7 @@ function onSubscribed(s, ev) {
   } else if (ev.recovered) {
     if (ev.publications > 0) notice(`Back online: ${ev.publications} missed message(s) recovered`, 'self');
   } else {
-    notice('Back online, but some messages could not be recovered; reloading history', 'error');
+    notice('Back online: missed messages could not be recovered, reloading history', 'error');
     loadHistory(s, null);
   }
   refreshPresence(s);
@@ -352,6 +353,7 @@ el.nickForm.addEventListener('submit', (e) => {
   el.nick.value = v;
   save('nick', v);
   client.options.data = { name: v }; // for presence after the next connect
+  renderPresence();
 });
 
 el.roomForm.addEventListener('submit', (e) => {

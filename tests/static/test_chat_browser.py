@@ -65,6 +65,7 @@ def test_two_pages_see_messages_presence_join_and_leave(open_chat: OpenChat, roo
     expect(alice.page.locator(f'#online li[data-client="{b_id}"]')).to_have_count(1)
     expect(alice.page.locator("#online-count")).to_have_text("2")
     expect(alice.page.locator("#messages .notice-join")).to_have_count(1)
+    expect(alice.page.locator(f'#online li[data-client="{a_id}"] .presence-name')).to_have_text("alice")
 
     send(alice, "hello bob")
     msg = bob.page.locator("#messages .msg", has_text="hello bob")
