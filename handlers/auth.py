@@ -111,11 +111,11 @@ class TokenVerifier:
         subs = c.get("subs") or {}
         if not isinstance(channels, list) or not all(isinstance(x, str) for x in channels):
             raise InvalidToken("channels claim must be a list of strings")
-        if not isinstance(subs, dict):
-            raise InvalidToken("subs claim must be an object")
+        if not isinstance(subs, dict) or not all(isinstance(v, dict) for v in subs.values()):
+            raise InvalidToken("subs claim must map channels to objects")
         return ConnectClaims(
             user=c["sub"],
-            expire_at=int(c.get("exp", 0) or 0),
+            expire_at=_expire_at(c),
             info=c.get("info"),
             channels=tuple(channels),
             subs=subs,
@@ -130,9 +130,18 @@ class TokenVerifier:
         return SubscribeClaims(
             user=c["sub"],
             channel=channel,
-            expire_at=int(c.get("exp", 0) or 0),
+            expire_at=_expire_at(c),
             info=c.get("info"),
         )
+
+
+def _expire_at(claims: dict[str, Any]) -> int:
+    """Centrifugo's ``expire_at`` overrides ``exp`` for when the connection or
+    subscription ends (``exp`` still bounds the token itself); 0 = never."""
+    value = claims.get("expire_at", claims.get("exp", 0))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InvalidToken("expire_at/exp must be a unix time")
+    return int(value)
 
 
 def make_token(
@@ -143,10 +152,15 @@ def make_token(
     info: Any = None,
     channel: str = "",
     channels: list[str] | None = None,
+    subs: dict[str, Any] | None = None,
+    meta: Any = None,
     algorithm: str = "HS256",
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """Create a connection token (or a subscription token with ``channel``)."""
+    """Create a connection token (or a subscription token with ``channel``).
+
+    ``secret`` is the HS256 secret or, for RS256/ES256, the PEM private key.
+    """
     claims: dict[str, Any] = {"sub": user}
     if ttl:
         claims["exp"] = int(time.time()) + ttl
@@ -156,6 +170,10 @@ def make_token(
         claims["channel"] = channel
     if channels:
         claims["channels"] = channels
+    if subs:
+        claims["subs"] = subs
+    if meta is not None:
+        claims["meta"] = meta
     if extra:
         claims.update(extra)
     return jwt.encode(claims, secret, algorithm=algorithm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 
@@ -40,12 +41,26 @@ class ConnectionLimiter:
         self._users: Counter[str] = Counter()
         self._ips: Counter[str] = Counter()
         self._rate = TokenBucket(rate, max(1.0, rate)) if rate > 0 else None
+        self.closing = False
 
     def admit_socket(self) -> bool:
         """New-connection rate limit, checked before the WebSocket upgrade."""
+        if self.closing:
+            return False
         return self._rate is None or self._rate.take()
 
+    def retry_after(self) -> int:
+        """Seconds for a refused handshake's Retry-After, jittered (1-3 s) so
+        a refused crowd does not come back in lockstep."""
+        return random.randint(1, 3)
+
+    def stop_admitting(self) -> None:
+        """Shutdown: new sockets and connect commands are refused with 3001."""
+        self.closing = True
+
     def open_ip(self, ip: str) -> None:
+        if self.closing:
+            raise errors.Disconnect(errors.SHUTDOWN)
         if self.total_limit and self.total >= self.total_limit:
             raise errors.Disconnect(errors.CONNECTION_LIMIT, "too many connections")
         if self.per_ip and self._ips[ip] >= self.per_ip:
@@ -60,6 +75,8 @@ class ConnectionLimiter:
             del self._ips[ip]
 
     def open_user(self, user: str) -> None:
+        if self.closing:
+            raise errors.Disconnect(errors.SHUTDOWN)
         if user and self.per_user and self._users[user] >= self.per_user:
             raise errors.Disconnect(errors.CONNECTION_LIMIT, "too many connections for this user")
         self._users[user] += 1

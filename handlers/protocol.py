@@ -94,19 +94,41 @@ def _json_objects(data: bytes) -> Iterator[Any]:
             raise ProtocolError(f"malformed JSON: {e.msg}") from None
 
 
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"extension type {code} not allowed")
+
+
 def _msgpack_objects(data: bytes) -> Iterator[Any]:
     unpacker = msgpack.Unpacker(
         raw=False,
         strict_map_key=True,
         max_buffer_size=len(data) + 1,
+        ext_hook=_no_ext,
     )
     unpacker.feed(data)
     try:
         yield from unpacker
     except (msgpack.UnpackException, ValueError, TypeError) as e:
         raise ProtocolError(f"malformed msgpack: {e}") from None
-    if unpacker.tell() != len(data):
+    try:
+        rest = unpacker.read_bytes(1)  # msgpack refuses while an object is half-read
+    except ValueError:
+        rest = b"?"
+    if rest:
         raise ProtocolError("truncated msgpack")
+
+
+def check_data(data: Any) -> int:
+    """Raise BadRequest unless ``data`` can reach every client format.
+
+    Msgpack input may hold what JSON cannot (binary map keys, timestamps,
+    integers over 64 bits); such a publication would fail while being fanned
+    out to JSON subscribers, so it is refused up front. Returns the JSON size.
+    """
+    try:
+        return len(orjson.dumps(data, default=_json_default))
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise errors.BadRequest(f"data not representable as JSON: {e}") from None
 
 
 def decode_frame(data: bytes | str, fmt: str) -> list[Command]:

@@ -17,19 +17,21 @@ from typing import Any, Awaitable, Callable, Hashable, Protocol
 
 from channels import errors
 from channels.errors import Disconnect, DisconnectCode, SquallError
-from channels.namespaces import NamespaceOptions, allowed_users
+from channels.namespaces import NamespaceOptions
 from channels.types import ClientInfo, HistoryQuery, Publication, StreamPosition
 from handlers.auth import ConnectClaims, ExpiredToken, InvalidToken, token_error
 from handlers.context import Context
 from handlers.hooks import ConnectEvent
 from handlers.limits import TokenBucket
-from handlers.protocol import Codec, Command, ProtocolError, decode_frame
+from handlers.permissions import Action, check, check_subscription_token
+from handlers.protocol import Codec, Command, ProtocolError, check_data, decode_frame
 
 log = logging.getLogger("squall.client")
 
 FLAG_REJECT_UNRECOVERED = 2
 _AFTER = "\x00after"  # result key: encoded frames to write after the reply
 _TOO_MANY_ERRORS = 50  # rate-limited commands in a row before disconnect
+UNSUBSCRIBE_EXPIRED = 2501  # Centrifugo's unsubscribe code: subscription token expired
 
 
 class Wire(Protocol):
@@ -80,7 +82,9 @@ class ClientSession:
         "_pong_at",
         "_stale_handle",
         "_expire_handle",
+        "_sub_expire_handle",
         "_handlers",
+        "meta",
         "_ip_counted",
         "_user_counted",
         "_unsent_disconnect",
@@ -106,6 +110,8 @@ class ClientSession:
         self._pong_at = 0.0
         self._stale_handle: asyncio.TimerHandle | None = None
         self._expire_handle: asyncio.TimerHandle | None = None
+        self._sub_expire_handle: asyncio.TimerHandle | None = None
+        self.meta: Any = None  # the token's meta claim: for the server side only
         self._ip_counted = False
         self._user_counted = False
         self._unsent_disconnect: DisconnectCode | None = None
@@ -162,10 +168,10 @@ class ClientSession:
                 log.exception("on_disconnect hook failed")
 
     def _release(self) -> None:
-        for h in (self._stale_handle, self._expire_handle):
+        for h in (self._stale_handle, self._expire_handle, self._sub_expire_handle):
             if h is not None:
                 h.cancel()
-        self._stale_handle = self._expire_handle = None
+        self._stale_handle = self._expire_handle = self._sub_expire_handle = None
         if self._ip_counted:
             self._ip_counted = False
             self.ctx.limiter.close_ip(self.remote_ip)
@@ -309,14 +315,8 @@ class ClientSession:
             raise errors.BadRequest("channel required")
         return channel
 
-    def _allowed(self, channel: str, for_client: bool, for_subscriber: bool, for_anonymous: bool) -> None:
-        if self.anonymous and not for_anonymous:
-            raise errors.PermissionDenied()
-        if for_client:
-            return
-        if for_subscriber and channel in self.subs:
-            return
-        raise errors.PermissionDenied()
+    def _allowed(self, action: Action, channel: str, opts: NamespaceOptions) -> None:
+        check(action, channel, opts, self.user, channel in self.subs)
 
     def _ttl(self, expire_at: int) -> dict[str, Any]:
         if not expire_at:
@@ -324,16 +324,47 @@ class ClientSession:
         return {"expires": True, "ttl": max(1, expire_at - int(time.time()))}
 
     def _schedule_expiry(self) -> None:
+        """Disconnect 3005 once the token's expiry plus the grace delay passed
+        without a ``refresh`` (the SDK refreshes when ``ttl`` runs out)."""
         if self._expire_handle is not None:
             self._expire_handle.cancel()
             self._expire_handle = None
         if self.expire_at:
-            delay = max(0.0, self.expire_at - time.time())
-            self._expire_handle = asyncio.get_running_loop().call_later(delay, self._expired)
+            at = self.expire_at + self.ctx.settings.client_expired_close_delay
+            self._expire_handle = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), self._expired)
 
     def _expired(self) -> None:
-        if self.expire_at and time.time() >= self.expire_at:
+        self._expire_handle = None
+        if self.expire_at and time.time() >= self.expire_at + self.ctx.settings.client_expired_close_delay:
             self.disconnect(errors.EXPIRED)
+        else:
+            self._schedule_expiry()
+
+    def _schedule_sub_expiry(self) -> None:
+        """One timer for the earliest subscription-token expiry (plus grace)."""
+        if self._sub_expire_handle is not None:
+            self._sub_expire_handle.cancel()
+            self._sub_expire_handle = None
+        times = [sub.expire_at for sub in self.subs.values() if sub.expire_at]
+        if times and not self.closed:
+            at = min(times) + self.ctx.settings.client_expired_sub_close_delay
+            self._sub_expire_handle = asyncio.get_running_loop().call_later(
+                max(0.0, at - time.time()), self._subs_expired
+            )
+
+    def _subs_expired(self) -> None:
+        self._sub_expire_handle = None
+        if self.closed:
+            return
+        limit = time.time() - self.ctx.settings.client_expired_sub_close_delay
+        for channel, sub in list(self.subs.items()):
+            if sub.expire_at and sub.expire_at <= limit:
+                log.info("client=%s subscription to %s expired", self.client_id, channel)
+                self.ctx.hub.spawn(
+                    self.server_side_unsubscribe(channel, UNSUBSCRIBE_EXPIRED, "subscription expired")
+                )
+                sub.expire_at = 0
+        self._schedule_sub_expiry()
 
     # ------------------------------------------------------------ commands
     async def _connect(self, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -351,11 +382,14 @@ class ClientSession:
             except InvalidToken as e:
                 log.info("invalid connection token from %s: %s", self.remote_ip, e)
                 raise Disconnect(errors.INVALID_TOKEN) from None
+            if claims.expire_at and claims.expire_at <= time.time():
+                raise errors.TokenExpired()
         elif not s.allow_anonymous_connect_without_token:
             raise Disconnect(errors.BAD_REQUEST, "token required")
         user = claims.user if claims else ""
         info = claims.info if claims else None
-        channels = list(claims.channels) if claims else []
+        # server-side subscriptions the token grants: no permission checks
+        channels = [*claims.channels, *claims.subs] if claims else []
         if ctx.hooks.on_connect is not None:
             decision = await ctx.hooks.on_connect(
                 ConnectEvent(self.client_id, user, self.remote_ip, params.get("data"), info)
@@ -373,6 +407,7 @@ class ClientSession:
         self.user = user
         self.info = ClientInfo(client=self.client_id, user=user, conn_info=info)
         self.expire_at = claims.expire_at if claims else 0
+        self.meta = claims.meta if claims else None
         self.connected = True
         if self._stale_handle is not None:
             self._stale_handle.cancel()
@@ -439,30 +474,26 @@ class ClientSession:
             raise errors.LimitExceeded("channel limit")
         expire_at = 0
         token = params.get("token") or ""
-        name = channel.partition(":")[2] if ":" in channel else channel
         if token:
             if not isinstance(token, str):
                 raise errors.PermissionDenied()
             try:
                 sc = self.ctx.verifier.subscribe(token)
             except (InvalidToken, ExpiredToken) as e:
+                log.info("client=%s bad subscription token for %s: %s", self.client_id, channel, e)
                 raise token_error(e) from None
-            if sc.channel != channel or sc.user != self.user:
-                raise errors.PermissionDenied()
+            check_subscription_token(channel, self.user, sc.channel, sc.user)
             expire_at = sc.expire_at
-        elif opts.private_channel_prefix and name.startswith(opts.private_channel_prefix):
-            raise errors.PermissionDenied()
+            if expire_at and expire_at <= time.time():
+                raise errors.TokenExpired()
         else:
-            users = allowed_users(channel)
-            if users is not None:
-                if not opts.allow_user_limited_channels or self.user not in users:
-                    raise errors.PermissionDenied()
-            else:
-                self._allowed(channel, opts.allow_subscribe_for_client, False, opts.allow_subscribe_for_anonymous)
+            self._allowed(Action.SUBSCRIBE, channel, opts)
         if self.ctx.hooks.on_subscribe is not None:
             await self.ctx.hooks.on_subscribe(self.info, channel)
         result, pending = await self._do_subscribe(channel, opts, params, expire_at=expire_at)
         result[_AFTER] = [self.encode_push(channel, "pub", p.to_dict()) for p in pending]
+        if expire_at:
+            self._schedule_sub_expiry()
         return result
 
     async def _do_subscribe(
@@ -531,8 +562,10 @@ class ClientSession:
         if "data" not in params:
             raise errors.BadRequest("data required")
         opts = self.ctx.hub.namespaces.lookup(channel)
-        self._allowed(channel, opts.allow_publish_for_client, opts.allow_publish_for_subscriber, opts.allow_publish_for_anonymous)
+        self._allowed(Action.PUBLISH, channel, opts)
         data = params["data"]
+        if self.wire.codec.binary:
+            check_data(data)  # JSON input is always representable
         if self.ctx.hooks.on_publish is not None:
             data = await self.ctx.hooks.on_publish(self.info, channel, data)
         await self.ctx.hub.publish(channel, data, info=self.info, opts=opts)
@@ -543,7 +576,7 @@ class ClientSession:
         opts = self.ctx.hub.namespaces.lookup(channel)
         if not opts.presence:
             raise errors.NotAvailable()
-        self._allowed(channel, opts.allow_presence_for_client, opts.allow_presence_for_subscriber, opts.allow_presence_for_anonymous)
+        self._allowed(Action.PRESENCE, channel, opts)
         entries = await self.ctx.hub.presence(channel)
         if len(entries) > self.ctx.settings.presence_max_clients:
             raise errors.LimitExceeded("presence too large; use presence_stats")
@@ -554,7 +587,7 @@ class ClientSession:
         opts = self.ctx.hub.namespaces.lookup(channel)
         if not opts.presence:
             raise errors.NotAvailable()
-        self._allowed(channel, opts.allow_presence_for_client, opts.allow_presence_for_subscriber, opts.allow_presence_for_anonymous)
+        self._allowed(Action.PRESENCE, channel, opts)
         clients, users = await self.ctx.hub.presence_stats(channel)
         return {"num_clients": clients, "num_users": users}
 
@@ -563,7 +596,7 @@ class ClientSession:
         opts = self.ctx.hub.namespaces.lookup(channel)
         if not opts.stream.enabled:
             raise errors.NotAvailable()
-        self._allowed(channel, opts.allow_history_for_client, opts.allow_history_for_subscriber, opts.allow_history_for_anonymous)
+        self._allowed(Action.HISTORY, channel, opts)
         query = parse_history_query(params, self.ctx.settings.history_max_limit)
         res = await self.ctx.hub.history(channel, query, opts)
         return {
@@ -618,9 +651,9 @@ class ClientSession:
             sc = self.ctx.verifier.subscribe(token)
         except (InvalidToken, ExpiredToken) as e:
             raise token_error(e) from None
-        if sc.channel != channel or sc.user != self.user:
-            raise errors.PermissionDenied()
+        check_subscription_token(channel, self.user, sc.channel, sc.user)
         sub.expire_at = sc.expire_at
+        self._schedule_sub_expiry()
         return self._ttl(sc.expire_at)
 
 

@@ -26,6 +26,10 @@ INFLIGHT_WAIT = 10.0
 
 
 async def shutdown(squall: Squall, server: HTTPServer | None) -> None:
+    """Drain this node; see the module docstring for the order of steps."""
+    # From here new sockets get 503 and connect commands on sockets already
+    # open get 3001, so nobody slips in behind the disconnect batches.
+    squall.ctx.limiter.stop_admitting()
     if server is not None:
         server.stop()
     hub = squall.ctx.hub
@@ -39,6 +43,8 @@ async def shutdown(squall: Squall, server: HTTPServer | None) -> None:
             c.disconnect(errors.SHUTDOWN)
         if i < batches - 1 and drain > 0:
             await asyncio.sleep(drain / batches)
+    for c in hub.clients():  # connected while the batches went out
+        c.disconnect(errors.SHUTDOWN)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + INFLIGHT_WAIT
     while hub.inflight and loop.time() < deadline:
