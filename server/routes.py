@@ -8,10 +8,13 @@ from typing import Any
 import tornado.web
 
 from handlers.admin import admin_routes
+from handlers.api import api_routes
 from handlers.context import Context
 from handlers.health import HealthHandler, ReadyHandler
+from handlers.http_stream import HttpStreamHandler
 from handlers.metrics import Metrics, MetricsHandler
 from handlers.pages import PageHandler
+from handlers.sse import SSEHandler
 from handlers.websocket import WebSocketHandler
 from server.backends import Backends
 
@@ -27,4 +30,10 @@ def routes(ctx: Context, backends: Backends, static_dir: Path) -> list[Any]:
     if isinstance(ctx.observer, Metrics):
         table.append((r"/metrics", MetricsHandler, {"metrics": ctx.observer}))
     table += admin_routes(ctx, static_dir)
+    table += api_routes(ctx)
+    table += [
+        (r"/connection/uni_sse", SSEHandler, {"ctx": ctx}),
+        (r"/connection/uni_http_stream", HttpStreamHandler, {"ctx": ctx}),
+        (r"/dashboard", PageHandler, {"path": str(static_dir / "dashboard.html")}),
+    ]
     return table
