@@ -1,0 +1,315 @@
+"""The benchmark suite behind ``bench/run``: Squall and the two baselines,
+same machine, same run, same load tester.
+
+Each (server, scenario) pair gets a fresh server pinned to one core and the
+load tester pinned to another (``taskset``), so RSS per connection and CPU per
+delivery are the server's alone. Prints a table with ratios and rewrites the
+generated part of docs/PERFORMANCE.md (between the ``bench:begin`` and
+``bench:end`` markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+SERVERS = ("squall", "asyncio", "tornado")
+
+# scenario -> (quick args, full args); sizes of issue 7 in "full"
+SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
+    "broadcast": (
+        ["--subscribers", "1000", "--window", "8", "--duration", "8"],
+        ["--subscribers", "5000", "--window", "4", "--duration", "20"],
+    ),
+    "chat": (
+        ["--rooms", "100", "--members", "10", "--rate", "2", "--duration", "8"],
+        ["--rooms", "200", "--members", "10", "--rate", "2", "--duration", "20"],
+    ),
+    "idle": (
+        ["--connections", "2000", "--per-client", "2", "--duration", "3"],
+        ["--connections", "10000", "--per-client", "2", "--duration", "10"],
+    ),
+    "dashboard": (
+        ["--clients", "1000", "--channels", "20", "--per-client", "4", "--rate", "10", "--duration", "8"],
+        ["--clients", "5000", "--channels", "50", "--per-client", "5", "--rate", "10", "--duration", "20"],
+    ),
+    "churn": (
+        ["--connections", "1000", "--churn-rate", "50", "--storm-at", "4", "--rate", "10", "--duration", "8"],
+        ["--connections", "5000", "--churn-rate", "200", "--storm-at", "10", "--rate", "10", "--duration", "20"],
+    ),
+}
+NAMESPACE = {"churn": "stream"}  # history needed for recovery
+NEEDS_HISTORY = {"churn"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(core: str) -> list[str]:
+    return ["taskset", "-c", core] if core and shutil.which("taskset") else []
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_server(name: str, core: str, log: Path) -> Server:
+    port = free_port()
+    if name == "squall":
+        cmd = [sys.executable, str(ROOT / "run.py"), "serve", "--port", str(port),
+               "--config", str(ROOT / "bench" / "squall.toml")]
+        probe = f"http://127.0.0.1:{port}/health"
+    else:
+        cmd = [sys.executable, "-m", f"bench.baseline_{name}", "--port", str(port)]
+        probe = f"http://127.0.0.1:{port}/stats"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(pin(core) + cmd, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(probe, timeout=1):
+                break
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError(f"{name} did not start within 30 s; see {log}")
+    # taskset execs the server, so proc.pid is the server itself
+    return Server(name, port, proc)
+
+
+def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: Path) -> dict[str, Any]:
+    out = workdir / f"{server.name}-{scenario}.json"
+    ns = NAMESPACE.get(scenario, "bench")
+    cmd = pin(core) + [
+        sys.executable, "-m", "loadtest", scenario, *args, "--url", server.ws_url, "--namespace", ns,
+        "--server-pid", str(server.proc.pid), "--ramp", "0", "--quiet", "--json", str(out),
+        "--html", str(workdir / f"{server.name}-{scenario}.html"),
+    ]
+    if server.name != "squall":
+        cmd += ["--stats-url", f"http://127.0.0.1:{server.port}/stats"]
+    proc = subprocess.run(cmd, cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    if not out.exists():
+        raise RuntimeError(f"loadtest {scenario} vs {server.name} failed:\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["exit_status"] = proc.returncode
+    return result
+
+
+# ------------------------------------------------------------------ table
+ROWS: list[tuple[str, str, str, str, bool]] = [
+    # scenario, label, path into the summary, format, lower is better
+    ("broadcast", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
+    ("broadcast", "deliveries / s", "deliveries_per_s", "{:,.0f}", False),
+    ("broadcast", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
+    ("chat", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
+    ("chat", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
+    ("chat", "deliveries / s", "deliveries_per_s", "{:,.0f}", False),
+    ("idle", "KiB RSS / connection", "server.kib_per_connection", "{:.2f}", True),
+    ("idle", "connection setup / s", "connect_rate", "{:,.0f}", False),
+    ("idle", "server CPU µs / connect", "server.cpu_us_per_connect", "{:.0f}", True),
+    ("dashboard", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
+    ("dashboard", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
+    ("churn", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
+    ("churn", "reconnect storm s", "storm_seconds", "{:.2f}", True),
+]
+
+
+def dig(d: dict[str, Any], path: str) -> float | None:
+    cur: Any = d
+    for p in path.split("."):
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return float(cur) if isinstance(cur, (int, float)) else None
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def markdown(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
+    head = "| scenario | metric | " + " | ".join(servers)
+    cols = []
+    if "squall" in servers:
+        cols = [s for s in servers if s != "squall"]
+        head += "".join(f" | Squall / {s}" for s in cols)
+    lines = [head + " |", "|" + "---|" * (2 + len(servers) + len(cols))]
+    for scen, label, path, fmt, _ in ROWS:
+        if not any(scen in results.get(s, {}) for s in servers):
+            continue
+        vals = {s: dig(results.get(s, {}).get(scen, {}), path) for s in servers}
+        cells = [fmt.format(v) if v is not None else "-" for v in vals.values()]
+        line = f"| {scen} | {label} | " + " | ".join(cells)
+        line += "".join(f" | {ratio(vals.get('squall'), vals.get(c))}" for c in cols)
+        lines.append(line + " |")
+    lines.append("")
+    lines.append("| server | scenario | deliveries | expected | loss | errors | disconnects |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for s in servers:
+        for scen, r in results.get(s, {}).items():
+            lines.append(f"| {s} | {scen} | {r['deliveries']:,} | {r['expected']:,} | {r['loss']:,} | "
+                         f"{r['error_count']} | {json.dumps(r['disconnects']) if r['disconnects'] else 0} |")
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Issue 7's goals, checked against this run (informational)."""
+    sq, fl, nv = (results.get(k, {}) for k in SERVERS)
+    out = []
+
+    def check(label: str, ok: bool | None, detail: str) -> None:
+        out.append(f"- {'PASS' if ok else ('n/a ' if ok is None else 'FAIL')} {label}: {detail}")
+
+    a = dig(sq.get("broadcast", {}), "server.cpu_us_per_delivery")
+    b = dig(fl.get("broadcast", {}), "server.cpu_us_per_delivery")
+    check("broadcast CPU/delivery <= 1.25x asyncio floor", None if a is None or b is None else a <= 1.25 * b,
+          f"{ratio(a, b)}")
+    a = dig(sq.get("broadcast", {}), "deliveries_per_s")
+    b = dig(nv.get("broadcast", {}), "deliveries_per_s")
+    check("broadcast deliveries/s >= 5x naive Tornado", None if a is None or b is None else a >= 5 * b, ratio(a, b))
+    a = dig(sq.get("chat", {}), "latency_ms.p99")
+    check("chat p99 <= 20 ms", None if a is None else a <= 20, f"{a} ms")
+    a = dig(sq.get("idle", {}), "server.kib_per_connection")
+    check("idle RSS <= 12 KiB/connection", None if a is None else a <= 12, f"{a} KiB")
+    a = dig(sq.get("idle", {}), "connect_rate")
+    b = dig(nv.get("idle", {}), "connect_rate")
+    check("connection setup rate >= 2x naive Tornado", None if a is None or b is None else a >= 2 * b, ratio(a, b))
+    for s, per in results.items():
+        for scen, r in per.items():
+            if r["loss"] or r["error_count"]:
+                check(f"{s} {scen} zero loss and errors", False, f"loss {r['loss']}, errors {r['error_count']}")
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def write_doc(body: str) -> None:
+    text = DOC.read_text() if DOC.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    pre, rest = text.split(BEGIN, 1)
+    _, post = rest.split(END, 1)
+    DOC.write_text(f"{pre}{BEGIN}\n{body}\n{END}{post}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--full", action="store_true", help="issue 7's sizes (5,000 / 200x10 / 10,000; ~15 min)")
+    ap.add_argument("--servers", default=",".join(SERVERS), help="comma list of squall, asyncio, tornado")
+    ap.add_argument("--scenarios", default="broadcast,chat,idle,dashboard,churn", help="comma list")
+    ap.add_argument("--server-core", default="0", help="CPU the server is pinned to ('' = no pinning)")
+    ap.add_argument("--client-core", default="1", help="CPU the load tester is pinned to ('' = no pinning)")
+    ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    ap.add_argument("--out", default="", help="directory for JSON and HTML results (default: a temp dir)")
+    args = ap.parse_args(argv)
+    servers = [s for s in args.servers.split(",") if s]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    for s in servers:
+        if s not in SERVERS:
+            ap.error(f"unknown server {s!r}")
+    for s in scenarios:
+        if s not in SCENARIOS:
+            ap.error(f"unknown scenario {s!r}")
+    workdir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="squall-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    failed = False
+    began = time.monotonic()
+    for scen in scenarios:
+        for name in servers:
+            if scen in NEEDS_HISTORY and name != "squall":
+                continue
+            sargs = SCENARIOS[scen][1 if args.full else 0]
+            print(f"== {scen} vs {name} ...", flush=True)
+            server = start_server(name, args.server_core, workdir / f"{name}.log")
+            try:
+                r = run_one(server, scen, sargs, args.client_core, workdir)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"   FAILED: {e}", flush=True)
+                failed = True
+                continue
+            finally:
+                server.stop()
+            results.setdefault(name, {})[scen] = r
+            srv = r.get("server", {})
+            print(f"   {r['deliveries']:,} deliveries, {r['deliveries_per_s']:,.0f}/s, p99 "
+                  f"{r['latency_ms'].get('p99', '-')} ms, CPU/delivery {srv.get('cpu_us_per_delivery', '-')} µs, "
+                  f"KiB/conn {srv.get('kib_per_connection', '-')}, loss {r['loss']}, errors {r['error_count']}",
+                  flush=True)
+            if r["exit_status"] != 0:
+                failed = True
+    table = markdown(results, servers)
+    goals = targets(results)
+    size = "full (--full)" if args.full else "quick (default)"
+    body = (
+        f"Generated by `bench/run{' --full' if args.full else ''}` on {time.strftime('%Y-%m-%d %H:%M')} "
+        f"in {time.monotonic() - began:.0f} s; sizes: {size}.\n\nMachine: {machine()}. "
+        f"Server pinned to CPU {args.server_core or '-'}, load tester to CPU {args.client_core or '-'}.\n\n"
+        f"{table}\n\nIssue 7 targets in this run:\n\n" + "\n".join(goals) + "\n"
+    )
+    print()
+    print(table)
+    print()
+    print("\n".join(goals))
+    print(f"\nJSON and HTML reports: {workdir}")
+    if not args.no_doc:
+        write_doc(body)
+        print(f"updated {DOC.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())
