@@ -500,7 +500,7 @@ export class Client extends Emitter {
       if (ws === this._ws) this._sendConnect();
     };
     ws.onmessage = (ev) => {
-      if (ws === this._ws) this._onFrame(ev.data);
+      if (ws === this._ws) this._onFrame(ws, ev.data);
     };
     ws.onclose = (ev) => {
       if (ws !== this._ws) return;
@@ -543,11 +543,12 @@ export class Client extends Emitter {
       }
     }
     const closed = new SquallError(ClientCode.TRANSPORT_CLOSED, 'connection closed', true);
-    for (const p of this._pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(closed);
-    }
+    const pending = [...this._pending.values()];
     this._pending.clear();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      p.done(closed, null);
+    }
     for (const sub of this._subs.values()) {
       if (sub.state !== SubState.UNSUBSCRIBED) sub._moveToSubscribing();
     }
@@ -575,22 +576,20 @@ export class Client extends Emitter {
     if (this.options.token) req.token = this.options.token;
     if (this.options.data !== undefined) req.data = this.options.data;
     const ws = this._ws;
-    this._call('connect', req).then(
-      (res) => {
-        if (ws === this._ws) this._onConnected(res);
-      },
-      (err) => {
-        if (ws !== this._ws) return;
-        if (err.temporary || err.code === ClientCode.TIMEOUT) {
-          this._dropTransport(ClientCode.TRANSPORT_CLOSED, err.message);
-        } else {
-          this._wantConnected = false;
-          this._emit('error', { type: 'connect', error: err });
-          this._dropTransport(err.code, err.message);
-        }
-      },
-    );
+    this._command('connect', req, (err, res) => {
+      if (ws !== this._ws) return;
+      if (!err) {
+        this._onConnected(res);
+      } else if (err.temporary || err.code === ClientCode.TIMEOUT) {
+        this._dropTransport(ClientCode.TRANSPORT_CLOSED, err.message);
+      } else {
+        this._wantConnected = false;
+        this._emit('error', { type: 'connect', error: err });
+        this._dropTransport(err.code, err.message);
+      }
+    });
   }
+
 
   _onConnected(res) {
     this.clientId = res.client || '';
@@ -607,6 +606,10 @@ export class Client extends Emitter {
       data: res.data,
       reconnects: this.reconnects,
     });
+    // Server-side subscriptions (token `channels` claim): announced, not recovered.
+    for (const [channel, r] of Object.entries(res.subs || {})) {
+      this._emit('server_subscribed', { channel, ...r });
+    }
     for (const sub of this._subs.values()) {
       if (sub.state === SubState.SUBSCRIBING) this._sendSubscribe(sub);
     }
@@ -614,20 +617,17 @@ export class Client extends Emitter {
 
   _sendSubscribe(sub) {
     const gen = sub._gen;
-    this._call('subscribe', sub._request()).then(
-      (res) => {
-        if (gen === sub._gen && sub.state === SubState.SUBSCRIBING) {
-          sub._onSubscribed(res);
-        } else if (sub.state === SubState.UNSUBSCRIBED && this.state === State.CONNECTED) {
-          // unsubscribe() was called while this subscribe was in flight
-          this._call('unsubscribe', { channel: sub.channel }).catch(() => {});
-        }
-      },
-      (err) => {
-        if (gen === sub._gen && sub.state === SubState.SUBSCRIBING) sub._onSubscribeError(err);
-      },
-    );
+    this._command('subscribe', sub._request(), (err, res) => {
+      if (gen === sub._gen && sub.state === SubState.SUBSCRIBING) {
+        if (err) sub._onSubscribeError(err);
+        else sub._onSubscribed(res);
+      } else if (!err && sub.state === SubState.UNSUBSCRIBED && this.state === State.CONNECTED) {
+        // unsubscribe() was called while this subscribe was in flight
+        this._call('unsubscribe', { channel: sub.channel }).catch(() => {});
+      }
+    });
   }
+
 
   /** No ping within ping + grace: the connection is dead even if TCP has not noticed. */
   _restartPingTimer() {
@@ -640,16 +640,26 @@ export class Client extends Emitter {
     }, this._pingInterval * 1000 + this.options.maxServerPingDelay);
   }
 
+  /** Send a command; the reply settles the returned promise. */
   _call(method, params) {
-    const id = this._nextId++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(id);
-        reject(new SquallError(ClientCode.TIMEOUT, `${method} timeout`, true));
-      }, this.options.timeout);
-      this._pending.set(id, { method, resolve, reject, timer });
-      this._enqueue({ id, [method]: params });
+      this._command(method, params, (err, res) => (err ? reject(err) : resolve(res)));
     });
+  }
+
+  /**
+   * Send a command and run done(err, result) synchronously when its reply is
+   * read, so protocol state (connect, subscribe) changes before the pushes
+   * that follow the reply in the same frame are handled.
+   */
+  _command(method, params, done) {
+    const id = this._nextId++;
+    const timer = setTimeout(() => {
+      this._pending.delete(id);
+      done(new SquallError(ClientCode.TIMEOUT, `${method} timeout`, true), null);
+    }, this.options.timeout);
+    this._pending.set(id, { method, done, timer });
+    this._enqueue({ id, [method]: params });
   }
 
   /** Commands issued in the same turn go out in one frame, newline-separated. */
@@ -666,13 +676,14 @@ export class Client extends Emitter {
     });
   }
 
-  _onFrame(data) {
+  _onFrame(ws, data) {
     if (typeof data !== 'string') {
       this._emit('error', { type: 'protocol', error: new SquallError(ClientCode.BAD_PROTOCOL, 'binary frame') });
       return;
     }
     this._restartPingTimer();
     for (const line of data.split('\n')) {
+      if (ws !== this._ws) return; // dropped while handling this frame
       if (!line.trim()) continue;
       let msg;
       try {
@@ -699,9 +710,9 @@ export class Client extends Emitter {
     clearTimeout(p.timer);
     if (msg.error) {
       const e = msg.error;
-      p.reject(new SquallError(e.code, e.message || '', !!e.temporary));
+      p.done(new SquallError(e.code, e.message || '', !!e.temporary), null);
     } else {
-      p.resolve(msg[p.method] || {});
+      p.done(null, msg[p.method] || {});
     }
   }
 

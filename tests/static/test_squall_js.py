@@ -344,3 +344,22 @@ def test_backoff_is_full_jitter_and_capped(js: Any) -> None:
     }""")
     assert [lo for lo, _ in out] == [0] * 6
     assert [hi for _, hi in out] == [499, 999, 1999, 15999, 19999, 19999]
+
+
+def test_server_side_subscriptions_are_announced_and_delivered(js: Any) -> None:
+    """Channels in the connect reply's subs are announced, and their publications reach the client."""
+    out = run(js, """
+        const got = [];
+        const c0 = new m.Client('ws://fake/connection/websocket', { WebSocket: FakeWS });
+        c0.on('server_subscribed', (ev) => got.push(['sub', ev.channel]));
+        c0.on('publication', (ev) => got.push(['pub', ev.channel, ev.data]));
+        c0.connect();
+        const ws = FakeWS.all[0];
+        await wait(() => ws.last('connect'), 'connect');
+        ws.push({ id: ws.last('connect').id, connect: { client: 'c', subs: { news: { recoverable: false } } } },
+                { push: { channel: 'news', pub: { data: 'extra' } } });
+        await wait(() => got.length === 2, 'events');
+        c0.disconnect();
+        return got;
+    """)
+    assert out == [["sub", "news"], ["pub", "news", "extra"]]
