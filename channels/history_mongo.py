@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 from pymongo.monitoring import TopologyDescriptionChangedEvent, TopologyListener
 from pymongo.operations import DeleteMany
 from pymongo.write_concern import WriteConcern
@@ -45,6 +45,8 @@ from channels.types import (
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
 _EPOCH_CACHE = 4096  # channels whose epoch write() remembers (bounded LRU)
 _MAX_LOADS = 3  # stream (re)loads one append tries before giving up
 
@@ -59,6 +61,10 @@ def parse_write_concern(value: str) -> WriteConcern | None:
     if not value:
         return None
     return WriteConcern(w=int(value) if value.isdigit() else value)
+
+
+def _index_key(e: Entry) -> tuple[str, int]:
+    return e.channel, e.offset
 
 
 def trim_step(history_size: int) -> int:
@@ -153,10 +159,10 @@ class MongoHistoryStore:
             self._trim_task.cancel()
             await asyncio.gather(self._trim_task, return_exceptions=True)
             self._trim_task = None
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        client, self._client = self._client, None  # no health logs while closing
         self._healthy = False
+        if client is not None:
+            await client.close()
 
     def healthy(self) -> bool:
         return self._healthy and self._client is not None
@@ -167,7 +173,7 @@ class MongoHistoryStore:
         return self._committer.batches
 
     def _set_healthy(self, ok: bool) -> None:
-        if ok != self._healthy:
+        if ok != self._healthy and self._client is not None:
             if ok:
                 log.info("MongoDB history store reachable")
             else:
@@ -197,9 +203,19 @@ class MongoHistoryStore:
         pubs, meta = self._collections()
         with self._backend("create indexes"):
             await pubs.create_index([("channel", ASCENDING), ("offset", ASCENDING)], unique=True)
-            await pubs.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
-            await meta.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+            for coll in (pubs, meta):
+                await self._ttl_index(coll)
         self._indexed = True
+
+    @staticmethod
+    async def _ttl_index(coll: AsyncCollection[dict[str, Any]]) -> None:
+        """Sparse, so publications kept forever cost no TTL index entry."""
+        try:
+            await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0, sparse=True)
+        except OperationFailure as e:
+            if e.code not in (INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT):
+                raise
+            log.warning("%s: keeping the existing expire_at index (%s)", coll.name, e)
 
     # --- stream meta -------------------------------------------------------
 
@@ -340,12 +356,14 @@ class MongoHistoryStore:
     async def _write_batch(self, batch: list[Entry]) -> None:
         """One insert_many for the batch, then one meta update per channel."""
         pubs, meta = self._collections()
-        docs = [e.doc for e in batch]
+        # Key order makes the unique index's inserts local (much faster on
+        # some servers); offsets stay ascending within each channel.
+        ordered = sorted(batch, key=_index_key)
         with self._backend("write"):
             try:
-                await pubs.insert_many(docs, ordered=False)
+                await pubs.insert_many([e.doc for e in ordered], ordered=False)
             except BulkWriteError as err:
-                await self._check_duplicates(batch, err)
+                await self._check_duplicates(ordered, err)
             await meta.bulk_write(self._meta_updates(batch), ordered=False)
         for e in batch:
             if e.stream is not None and e.offset > e.stream.committed:
