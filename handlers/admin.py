@@ -279,7 +279,7 @@ class InspectHandler(_AdminAPI):
         sub = self.sub = _InspectorSub(self)
         info = ClientInfo(client=sub.client_id, user="", conn_info={"admin": "inspector"})
         try:
-            out = await hub.subscribe(sub, channel, opts, info)
+            out = await hub.subscribe(sub, channel, opts, info, join_leave=opts.join_leave)
         except SquallError as e:
             raise tornado.web.HTTPError(503, reason=e.message) from None
         try:
