@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import logging
 from typing import Any, Sequence
 
@@ -55,8 +56,8 @@ class RedisBroker:
         hot_window: int,
         cluster: bool,
         socket_timeout: float = 1.0,
-        ping_interval: float = 2.0,
-        ping_timeout: float = 3.0,
+        ping_interval: float = 3.0,
+        ping_timeout: float = 5.0,
         reconnect_cap: float = 2.0,
         claim_interval: float = 2.0,
         claim_min_idle: float = 5.0,
@@ -224,8 +225,8 @@ class RedisBroker:
             self.node_id,
             envelope.record_payload(pub),
             self._window_size(opts),
-            int(opts.history_ttl) if opts.history_ttl > 0 else 0,
-            int(opts.meta_ttl) if opts.meta_ttl > 0 else 0,
+            _seconds(opts.history_ttl),
+            _seconds(opts.meta_ttl),
             new_epoch(),
             -1 if persist else 0,
             "1" if persist else "0",
@@ -294,7 +295,7 @@ class RedisBroker:
         args: list[Any] = [
             new_epoch(),
             -1 if self._history is not None else 0,
-            int(opts.meta_ttl) if opts.meta_ttl > 0 else 0,
+            _seconds(opts.meta_ttl),
             "1" if window else "0",
         ]
         async with redis_call("history"):
@@ -346,6 +347,11 @@ class RedisBroker:
             await self._shards.client(keys.bucket).delete(keys.window)
         if self._history is not None:
             await self._history.remove(channel)
+
+
+def _seconds(ttl: float) -> int:
+    """Key expiry in whole seconds, never rounding a positive ttl down to "forever"."""
+    return math.ceil(ttl) if ttl > 0 else 0
 
 
 def _text(v: Any) -> str:

