@@ -126,7 +126,9 @@ def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: 
         "--server-pid", str(server.proc.pid), "--ramp", "0", "--quiet", "--json", str(out),
         "--html", str(workdir / f"{server.name}-{scenario}.html"),
     ]
-    if server.name != "squall":
+    if server.name == "squall":
+        cmd += ["--stats-url", f"http://127.0.0.1:{server.port}/metrics", "--stats-key", "squall_deliveries_total"]
+    else:
         cmd += ["--stats-url", f"http://127.0.0.1:{server.port}/stats"]
     proc = subprocess.run(cmd, cwd=str(ROOT), capture_output=True, text=True, timeout=600)
     if not out.exists():

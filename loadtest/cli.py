@@ -96,8 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hmac-secret", default="", help="sign one HS256 JWT per client (claim sub=loadtest-N)")
     g.add_argument("--server-pid", type=_int_in(1, 2**31), default=0,
                    help="PID of the server on this machine: report its CPU per delivery and RSS per connection")
-    g.add_argument("--stats-url", default="", help="JSON URL with the server's own delivery counter")
-    g.add_argument("--stats-key", default="deliveries", help="dotted key of that counter (default: %(default)s)")
+    g.add_argument("--stats-url", default="", help="URL of the server's own delivery counter: JSON, or Prometheus text (Squall: /metrics)")
+    g.add_argument("--stats-key", default="deliveries", help="dotted JSON key or Prometheus sample name, e.g. squall_deliveries_total (default: %(default)s)")
     g = parser.add_argument_group("sizes")
     g.add_argument("--subscribers", type=conns, default=100, help="broadcast: subscribers of the one channel")
     g.add_argument("--rooms", type=_int_in(1, MAX_CONNECTIONS), default=10, help="chat: rooms")

@@ -1,5 +1,8 @@
 """Samples the server under test: CPU seconds and RSS (psutil), and its own
-delivery counter from a JSON stats URL, so the tool's count can be checked.
+delivery counter, so the tool's count can be checked. The counter is read
+from a JSON document (dotted key) or a Prometheus text exposition (sample
+name, summed over labels), e.g. Squall's ``/metrics`` with
+``squall_deliveries_total``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import urllib.request
 from typing import Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _dig(obj: Any, dotted: str) -> Any:
@@ -62,8 +66,23 @@ class ServerSampler:
     def fetch_deliveries(self) -> float | None:
         try:
             with urllib.request.urlopen(self.stats_url, timeout=5) as r:
-                body = json.loads(r.read())
-        except (OSError, urllib.error.URLError, ValueError):
+                raw = r.read().decode("utf-8", "replace")
+        except (OSError, urllib.error.URLError):
             return None
-        value = _dig(body, self.stats_key)
+        try:
+            value = _dig(json.loads(raw), self.stats_key)
+        except ValueError:
+            return _prometheus_sample(raw, self.stats_key)
         return float(value) if isinstance(value, (int, float)) else None
+
+
+def _prometheus_sample(text: str, name: str) -> float | None:
+    total = None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    total = (total or 0.0) + float(sample.value)
+    except ValueError:
+        return None
+    return total

@@ -67,11 +67,14 @@ SQUALL_SCENARIOS = [
 
 @pytest.mark.parametrize("scenario", SQUALL_SCENARIOS, ids=lambda s: s[0])
 def test_squall_scenarios(squall_bench: SquallProcess, run_tool: RunTool, scenario: tuple[str, ...]) -> None:
-    """Each scenario against a live Squall: zero loss and no errors."""
-    rc, s = run_tool(*scenario, *SHORT, "--url", squall_bench.ws_url, "--server-pid", str(squall_bench.pid))
+    """Each scenario against a live Squall: zero loss, no errors, Squall's own count agrees."""
+    rc, s = run_tool(*scenario, *SHORT, "--url", squall_bench.ws_url, "--server-pid", str(squall_bench.pid),
+                     "--stats-url", squall_bench.url + "/metrics", "--stats-key", "squall_deliveries_total")
     assert_clean(rc, s)
     if scenario[0] != "idle":
         assert s["deliveries"] == s["expected"] > 0
+    if scenario[0] in ("broadcast", "chat", "dashboard"):
+        assert s["server"]["deliveries"] == s["deliveries"]  # Squall's hub counter agrees
     if scenario[0] == "churn":
         assert s["reconnects"] > 200  # the storm alone reconnects everyone
         assert s["not_recovered"] == 0
