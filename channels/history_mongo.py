@@ -48,6 +48,7 @@ DUPLICATE_KEY = 11000
 INDEX_OPTIONS_CONFLICT = 85
 INDEX_KEY_SPECS_CONFLICT = 86
 _EPOCH_CACHE = 4096  # channels whose epoch write() remembers (bounded LRU)
+_RETIRED_EPOCHS = 16  # previous epochs a stream remembers, to skip their late writes
 _MAX_LOADS = 3  # stream (re)loads one append tries before giving up
 
 
@@ -314,7 +315,8 @@ class MongoHistoryStore:
         if not pubs:
             return
         bodies = [codec.body(p) for p in pubs]
-        await self._follow_epoch(channel, pubs[-1].epoch)
+        if not await self._follow_epoch(channel, pubs[-1].epoch, min(p.offset for p in pubs)):
+            return
         now = dt.datetime.now(dt.timezone.utc)
         loop = asyncio.get_running_loop()
         futs = []
@@ -332,26 +334,42 @@ class MongoHistoryStore:
             futs.append(self._committer.submit(entry))
         await asyncio.gather(*futs)
 
-    async def _follow_epoch(self, channel: str, epoch: str) -> None:
-        """When upstream started a new stream, drop the old one's publications.
+    async def _follow_epoch(self, channel: str, epoch: str, first: int) -> bool:
+        """Track upstream's epoch; False when ``epoch`` is a retired one (skip it).
 
-        Their offsets restart at 1 and would otherwise collide with the old
-        stream's on the unique index.
+        A new epoch whose offsets continue above the stored top (the Redis
+        broker continues from :meth:`position`) keeps the older publications:
+        they stay readable, nothing acknowledged is lost. A new epoch whose
+        offsets restart at or below the top cannot share the unique index with
+        the old stream, which is then dropped. Late writes of a retired epoch
+        (a claimer persisting an entry after the switch) are skipped.
         """
         if self._epochs.get(channel) == epoch:
             self._epochs.move_to_end(channel)
-            return
+            return True
         await self._ensure_indexes()
         pubs, meta = self._collections()
         with self._backend("switch epoch"):
-            doc = await meta.find_one({"_id": channel}, projection={"epoch": 1})
+            doc = await meta.find_one({"_id": channel}, projection={"epoch": 1, "top": 1, "retired": 1})
             if doc is not None and doc.get("epoch") != epoch:
-                log.info("history of %s: epoch %s -> %s, old stream dropped", channel, doc.get("epoch"), epoch)
-                await pubs.delete_many({"channel": channel, "epoch": {"$ne": epoch}})
-                await meta.update_one({"_id": channel}, {"$set": {"epoch": epoch, "top": 0}})
+                if epoch in doc.get("retired", []):
+                    log.warning("history of %s: skipping writes of retired epoch %s", channel, epoch)
+                    return False
+                update: dict[str, Any] = {
+                    "$set": {"epoch": epoch},
+                    "$push": {"retired": {"$each": [doc.get("epoch")], "$slice": -_RETIRED_EPOCHS}},
+                }
+                if first <= int(doc.get("top", 0)):
+                    log.warning("history of %s: epoch %s restarts offsets; old stream dropped", channel, epoch)
+                    await pubs.delete_many({"channel": channel, "epoch": {"$ne": epoch}})
+                    update["$set"]["top"] = 0
+                else:
+                    log.info("history of %s: epoch %s -> %s", channel, doc.get("epoch"), epoch)
+                await meta.update_one({"_id": channel, "epoch": doc.get("epoch")}, update)
         self._epochs[channel] = epoch
         if len(self._epochs) > _EPOCH_CACHE:
             self._epochs.popitem(last=False)
+        return True
 
     async def _write_batch(self, batch: list[Entry]) -> None:
         """One insert_many for the batch, then one meta update per channel."""
@@ -483,7 +501,8 @@ class MongoHistoryStore:
 
         Offsets are contiguous below the top, so the wanted window is an
         offset range and no query reads more than ``limit`` documents unless
-        expired or trimmed entries left a gap at the bottom.
+        expired or trimmed entries left a gap at the bottom. Publications of an
+        earlier epoch whose offsets the new one continued stay readable.
         """
         top = await self.position(channel)
         since = query.since
@@ -498,25 +517,24 @@ class MongoHistoryStore:
             return HistoryResult(publications=[], position=top)
         if query.reverse:
             first = lo if limit < 0 else max(lo, top.offset - limit)
-            docs = await self._find(channel, top, first, top.offset, DESCENDING, limit)
+            docs = await self._find(channel, first, top.offset, DESCENDING, limit)
             if limit > 0 and len(docs) < limit and first > lo:
-                docs = await self._find(channel, top, lo, top.offset, DESCENDING, limit)
+                docs = await self._find(channel, lo, top.offset, DESCENDING, limit)
         else:
             last = top.offset if limit < 0 else min(top.offset, lo + limit)
-            docs = await self._find(channel, top, lo, last, ASCENDING, limit)
+            docs = await self._find(channel, lo, last, ASCENDING, limit)
             if limit > 0 and len(docs) < limit and last < top.offset:
-                docs = await self._find(channel, top, lo, top.offset, ASCENDING, limit)
+                docs = await self._find(channel, lo, top.offset, ASCENDING, limit)
         return HistoryResult(publications=[codec.publication(d) for d in docs], position=top)
 
     async def _find(
-        self, channel: str, top: StreamPosition, after: int, upto: int, direction: int, limit: int
+        self, channel: str, after: int, upto: int, direction: int, limit: int
     ) -> list[dict[str, Any]]:
         pubs, _ = self._collections()
         now = dt.datetime.now(dt.timezone.utc)
         flt = {
             "channel": channel,
             "offset": {"$gt": after, "$lte": upto},
-            "epoch": top.epoch,
             # The TTL monitor runs about once a minute; expired is gone now.
             "$or": [{"expire_at": None}, {"expire_at": {"$gt": now}}],
         }

@@ -266,7 +266,7 @@ async def test_offset_conflict_raises_instead_of_dropping(mongo_db: MongoTarget)
 
 @pytest.mark.gen_test(timeout=60)
 async def test_write_is_idempotent_and_follows_epoch(mongo_db: MongoTarget) -> None:
-    """write() stores given offsets once, moves the top, and a new epoch replaces the stream."""
+    """write() stores given offsets once; a continuing epoch keeps history, a restarting one replaces it."""
     def pubs(lo: int, hi: int, epoch: str) -> list[Publication]:
         return [Publication(data={"o": o}, offset=o, epoch=epoch) for o in range(lo, hi + 1)]
 
@@ -279,11 +279,20 @@ async def test_write_is_idempotent_and_follows_epoch(mongo_db: MongoTarget) -> N
         res = await store.read("w", HistoryQuery(limit=-1), OPTS)
         assert [p.offset for p in res.publications] == list(range(1, 9))
         assert res.position == StreamPosition(8, "e1")
-        await store.write("w", pubs(1, 2, "e2"), OPTS)
+        # upstream lost its state but continued from our position: nothing is dropped
+        await store.write("w", pubs(9, 10, "e2"), OPTS)
         res = await store.read("w", HistoryQuery(limit=-1), OPTS)
-        assert res.position == StreamPosition(2, "e2")
-        assert [(p.offset, p.epoch) for p in res.publications] == [(1, "e2"), (2, "e2")]
+        assert res.position == StreamPosition(10, "e2")
+        assert [(p.offset, p.epoch) for p in res.publications][-3:] == [(8, "e1"), (9, "e2"), (10, "e2")]
+        # offsets restarted: the old stream cannot stay beside the new one
+        await store.write("w", pubs(1, 2, "e3"), OPTS)
+        res = await store.read("w", HistoryQuery(limit=-1), OPTS)
+        assert res.position == StreamPosition(2, "e3")
+        assert [(p.offset, p.epoch) for p in res.publications] == [(1, "e3"), (2, "e3")]
+        # a late write of a retired epoch is skipped, not mixed in
+        await store.write("w", pubs(3, 3, "e1"), OPTS)
         assert db.publications.count_documents({"channel": "w"}) == 2
+        assert await store.position("w") == StreamPosition(2, "e3")
 
 
 @pytest.mark.gen_test(timeout=60)
