@@ -92,9 +92,10 @@ def run(settings: Settings) -> int:
     if settings.processes == 1:
         return asyncio.run(serve(settings))
     from tornado.netutil import bind_sockets
-    from tornado.process import fork_processes
+
+    from server.workers import supervise
 
     sockets = bind_sockets(settings.port, settings.host)
-    n = settings.processes or None
-    fork_processes(n, max_restarts=100)
-    return asyncio.run(serve(settings, sockets))
+    n = settings.processes or os.cpu_count() or 1
+    log.info("starting %d worker processes on %s:%d", n, settings.host, settings.port)
+    return supervise(n, lambda index: asyncio.run(serve(settings, sockets)))

@@ -18,6 +18,7 @@ class RawClient:
         self.pushes: list[dict[str, Any]] = []
         self.pings = 0
         self._pending: list[dict[str, Any]] = []
+        self.last_connect: dict[str, Any] = {}
 
     @classmethod
     async def open(cls, url: str, fmt: str = "json", **kw: Any) -> "RawClient":
@@ -111,4 +112,5 @@ async def connected(url: str, fmt: str = "json", **connect: Any) -> RawClient:
     c = await RawClient.open(url, fmt)
     reply = await c.call("connect", connect)
     assert "connect" in reply, reply
+    c.last_connect = reply
     return c
