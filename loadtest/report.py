@@ -57,7 +57,11 @@ def table(s: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ HTML
-W, H, PAD = 720, 220, 44
+W, H, PAD = 720, 220, 56
+
+
+def _tick(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def _polyline(points: Sequence[tuple[float, float]], xmax: float, ymax: float, color: str) -> str:
@@ -79,10 +83,10 @@ def _chart(title: str, unit: str, series: dict[str, tuple[str, list[tuple[float,
     for k in range(5):
         y = H - PAD + 10 - k / 4 * (H - PAD - 20)
         grid.append(f'<line x1="{PAD}" x2="{W - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        grid.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{ymax * k / 4:,.3g}</text>')
+        grid.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{_tick(ymax * k / 4)}</text>')
     for k in range(5):
         x = PAD + k / 4 * (W - 2 * PAD)
-        grid.append(f'<text x="{x:.1f}" y="{H - PAD + 24}" text-anchor="middle" font-size="10">{xmax * k / 4:,.3g}</text>')
+        grid.append(f'<text x="{x:.1f}" y="{H - PAD + 24}" text-anchor="middle" font-size="10">{_tick(xmax * k / 4)}</text>')
     legend = []
     for n, (name, (color, _)) in enumerate(series.items()):
         legend.append(f'<text x="{W - PAD - 150 + 0}" y="{16 + 14 * n}" font-size="11" fill="{color}">■ {html.escape(name)}</text>')
