@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser("loadtest", help="drive many connections against a server and report")
         loadtest_cli.add_arguments(p)
         p.set_defaults(func=loadtest_cli.run)
+
+    from server import demo_feed
+
+    p = sub.add_parser("demo-feed", help="publish synthetic metrics for the /dashboard page through the server API")
+    demo_feed.add_arguments(p)
+    p.set_defaults(func=demo_feed.run)
     return parser
 
 
