@@ -99,7 +99,7 @@ async def test_recovery_after_dropped_connection(ws_url: str, squall_app: Squall
     await until(lambda: len(rec.pubs) == 1)
     [sess] = hub.clients()
     sess.wire._stream.close()  # type: ignore[attr-defined]  # a network loss, no close frame
-    await until(lambda: sess.closed)
+    await until(lambda: sess.closed)  # type: ignore[attr-defined]
     for i in range(20):
         await hub.publish("chat:recover", f"missed-{i}")
     await until(lambda: len(rec.subscribed) >= 2)
