@@ -45,3 +45,10 @@ def test_genconfig_documents_every_setting_with_its_default(tmp_path: Path):
     for name in names:
         assert getattr(loaded, name) == getattr(defaults, name), name
     assert [ns["name"] for ns in loaded.namespaces] == ["chat"]
+
+
+def test_deploy_sample_config_passes_offline_check():
+    """deploy/squall.toml (used by docker-compose) is a valid configuration."""
+    r = run_py("checkconfig", "--offline", "--config", str(ROOT / "deploy" / "squall.toml"))
+    assert r.returncode == 0, r.stderr
+    assert "engine=redis, history=mongo" in r.stdout
