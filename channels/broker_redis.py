@@ -99,8 +99,7 @@ class RedisBroker:
     async def start(self, handler: BrokerEventHandler) -> None:
         """Connect; when Redis is down the links keep retrying in the background."""
         self._handler = handler
-        if self._history is not None:
-            await self._history.start()
+        # The durable store is started and closed by the server's assembly.
         async with redis_call("cluster discovery"):
             await self._shards.start()
         control = self._shards.control_topic
@@ -138,8 +137,6 @@ class RedisBroker:
             await link.close()
         self._links.clear()
         await self._shards.close()
-        if self._history is not None:
-            await self._history.close()
 
     def healthy(self) -> bool:
         return bool(self._links) and all(link.connected for link in self._links)
