@@ -17,6 +17,7 @@ from centrifuge import (
 
 from server.app import Squall
 from tests.helpers.mongo_server import SecantusFactory, SecantusServer, secantus_factory  # noqa: F401
+from tests.helpers.redis_server import RedisServer, redis_factory, redis_server  # noqa: F401
 from tests.helpers.squall_process import OPEN_NAMESPACE, SquallProcess, test_config
 
 pytestmark = pytest.mark.mongo
@@ -196,3 +197,51 @@ async def test_mongo_outage_during_steady_publishing(ws_url: str, mongo: Secantu
     assert ids <= acked | failed
     for c in clients:
         await c.disconnect()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.gen_test(timeout=120)
+async def test_redis_engine_recovers_below_hot_window_and_survives_redis_loss(
+    mongo: SecantusServer, redis_server: RedisServer, squall_factory: Any  # noqa: F811
+) -> None:
+    """Redis engine + MongoDB: recovery reaches below the hot window; a Redis restart keeps history."""
+    cfg = mongo_config(mongo.url)
+    cfg.update(engine="redis", redis_urls=[redis_server.url], history_hot_window=5)
+    a: SquallProcess = squall_factory(cfg)
+    b: SquallProcess = squall_factory(cfg)
+    pub_client, sub_client = client(a.ws_url), client(b.ws_url, delay=0.2)
+    await pub_client.connect()
+    await sub_client.connect()
+    rec = Recorder()
+    sub = sub_client.new_subscription("chat:deep", rec)
+    await sub.subscribe()
+    await until(lambda: rec.subscribed)
+    for i in range(3):
+        await pub_client.publish("chat:deep", i)
+    await until(lambda: len(rec.pubs) == 3)
+    await sub_client.disconnect()
+    for i in range(3, 23):  # 20 missed: 15 of them only in MongoDB
+        await pub_client.publish("chat:deep", i)
+    await sub_client.connect()
+    await until(lambda: len(rec.subscribed) >= 2 and len(rec.pubs) == 23, timeout=20)
+    assert rec.subscribed[-1].was_recovering and rec.subscribed[-1].recovered
+    assert rec.pubs == [(o, o - 1) for o in range(1, 24)]
+    epoch = (await sub.history(limit=0)).epoch
+
+    redis_server.restart()  # no persistence: Redis forgets the stream
+    res = None
+    for _ in range(100):  # publishes fail until both instances reconnected
+        try:
+            await pub_client.publish("chat:deep", 23)
+            break
+        except ReplyError as e:
+            res = e
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"publishing never worked again: {res}")
+    history = await all_history(pub_client, "chat:deep")
+    assert history == [(o, o - 1) for o in range(1, 25)], "acknowledged history lost or offsets restarted"
+    assert (await pub_client.history("chat:deep", limit=0)).epoch != epoch
+    await pub_client.disconnect()
+    await sub_client.disconnect()
