@@ -322,13 +322,21 @@ class RedisBroker:
         pubs = [p for p in pubs if p.offset >= retained_from]
         if query.since is not None and query.since.epoch and query.since.epoch != top.epoch:
             return select([], top, query)  # raises UnrecoverablePosition
-        lo = max(retained_from, query.since.offset + 1 if query.since is not None else 1, 1)
-        need_from = max(lo, top.offset - query.limit + 1) if query.reverse and query.limit > 0 else lo
+        since = query.since
+        lo = max(retained_from, 1)
+        if query.reverse:
+            # backward iteration: the page below ``since``, newest first
+            need_to = min(top.offset, since.offset - 1) if since is not None else top.offset
+            need_from = max(lo, need_to - query.limit + 1) if query.limit > 0 else lo
+        else:
+            need_from = max(lo, since.offset + 1 if since is not None else 1)
+            need_to = min(top.offset, need_from + query.limit - 1) if query.limit > 0 else top.offset
         window_from = pubs[0].offset if pubs else top.offset + 1
-        if self._history is not None and need_from < window_from and need_from <= top.offset:
+        if self._history is not None and need_from < window_from and need_from <= need_to:
+            upto = min(need_to, window_from - 1)
             try:
                 older = await self._history.read(
-                    channel, HistoryQuery(limit=-1, since=StreamPosition(need_from - 1, "")), opts
+                    channel, HistoryQuery(limit=upto - need_from + 1, since=StreamPosition(need_from - 1, "")), opts
                 )
             except BackendUnavailable:
                 raise

@@ -34,13 +34,19 @@ def select(
 ) -> HistoryResult:
     """Apply Centrifugo's history semantics to an ordered list of publications.
 
+    Forward, ``since`` returns what came after it (oldest first); with
+    ``reverse``, what came before it (newest first), so both directions page.
     Shared by every store so limit/since/reverse mean the same everywhere.
     """
     if query.since is not None:
         if query.since.epoch and query.since.epoch != top.epoch:
             raise UnrecoverablePosition()
-        after = query.since.offset
-        pubs = [p for p in pubs if p.offset > after]
+        mark = query.since.offset
+        if query.reverse:
+            # Centrifugo's backward iteration: the page before ``since``.
+            pubs = [p for p in pubs if p.offset < mark]
+        else:
+            pubs = [p for p in pubs if p.offset > mark]
     if query.reverse:
         pubs = pubs[::-1]
     if query.limit == 0:

@@ -510,21 +510,27 @@ class MongoHistoryStore:
             raise UnrecoverablePosition()
         if query.limit == 0:
             return HistoryResult(publications=[], position=top)
-        after = since.offset if since is not None else 0
         floor = top.offset - opts.history_size if opts.history_size > 0 else 0
-        lo, limit = max(after, floor, 0), query.limit
+        limit = query.limit
+        if query.reverse:
+            # Backward iteration: the page below ``since`` (Centrifugo's semantics).
+            upto = min(top.offset, since.offset - 1) if since is not None else top.offset
+            lo = max(floor, 0)
+            if lo >= upto:
+                return HistoryResult(publications=[], position=top)
+            first = lo if limit < 0 else max(lo, upto - limit)
+            docs = await self._find(channel, first, upto, DESCENDING, limit)
+            if limit > 0 and len(docs) < limit and first > lo:
+                docs = await self._find(channel, lo, upto, DESCENDING, limit)
+            return HistoryResult(publications=[codec.publication(d) for d in docs], position=top)
+        after = since.offset if since is not None else 0
+        lo = max(after, floor, 0)
         if lo >= top.offset:
             return HistoryResult(publications=[], position=top)
-        if query.reverse:
-            first = lo if limit < 0 else max(lo, top.offset - limit)
-            docs = await self._find(channel, first, top.offset, DESCENDING, limit)
-            if limit > 0 and len(docs) < limit and first > lo:
-                docs = await self._find(channel, lo, top.offset, DESCENDING, limit)
-        else:
-            last = top.offset if limit < 0 else min(top.offset, lo + limit)
-            docs = await self._find(channel, lo, last, ASCENDING, limit)
-            if limit > 0 and len(docs) < limit and last < top.offset:
-                docs = await self._find(channel, lo, top.offset, ASCENDING, limit)
+        last = top.offset if limit < 0 else min(top.offset, lo + limit)
+        docs = await self._find(channel, lo, last, ASCENDING, limit)
+        if limit > 0 and len(docs) < limit and last < top.offset:
+            docs = await self._find(channel, lo, top.offset, ASCENDING, limit)
         return HistoryResult(publications=[codec.publication(d) for d in docs], position=top)
 
     async def _find(

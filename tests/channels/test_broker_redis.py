@@ -192,6 +192,8 @@ async def test_history_semantics(redis_url: str) -> None:
         assert [p.offset for p in res.publications] == [10, 9]
         res = await a.history("h", HistoryQuery(limit=-1, since=StreamPosition(7, epoch)), HIST)
         assert [p.offset for p in res.publications] == [8, 9, 10]
+        res = await a.history("h", HistoryQuery(limit=2, since=StreamPosition(9, epoch), reverse=True), HIST)
+        assert [p.offset for p in res.publications] == [8, 7]
         with pytest.raises(errors.UnrecoverablePosition):
             await a.history("h", HistoryQuery(limit=-1, since=StreamPosition(7, "other")), HIST)
         c = aioredis.Redis.from_url(redis_url)
@@ -373,6 +375,19 @@ async def test_persist_log_and_durable_history(redis_url: str) -> None:
         assert [p.offset for p in res.publications] == [3, 4, 5, 6, 7, 8]
         res = await a.history("p", HistoryQuery(limit=2, reverse=True), opts)
         assert [p.offset for p in res.publications] == [8, 7]
+        # backward iteration crosses from the hot window into the durable store
+        back: list[int] = []
+        since = None
+        for _ in range(10):
+            page = await a.history("p", HistoryQuery(limit=3, since=since, reverse=True), opts)
+            if not page.publications:
+                break
+            back += [p.offset for p in page.publications]
+            since = StreamPosition(page.publications[-1].offset, epoch)
+        assert back == [8, 7, 6, 5, 4, 3, 2, 1]
+        # a forward page that starts in the store and ends in the window
+        res = await a.history("p", HistoryQuery(limit=4, since=StreamPosition(3, epoch)), opts)
+        assert [p.offset for p in res.publications] == [4, 5, 6, 7]
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -61,3 +61,21 @@ async def test_write_is_idempotent() -> None:
     res = await st.read("c", HistoryQuery(limit=-1), OPTS)
     assert [p.offset for p in res.publications] == [1, 2, 3]
     assert res.position == StreamPosition(3, "e")
+
+
+@pytest.mark.gen_test
+async def test_backward_iteration_pages_through_everything() -> None:
+    """reverse + since pages backwards: each page holds the offsets below since."""
+    st = MemoryHistoryStore()
+    opts = StreamOptions(history_size=100)
+    for i in range(25):
+        await st.append("c", Publication(data=i), opts)
+    back: list[int] = []
+    since = None
+    for _ in range(10):
+        page = await st.read("c", HistoryQuery(limit=10, since=since, reverse=True), opts)
+        if not page.publications:
+            break
+        back += [p.offset for p in page.publications]
+        since = StreamPosition(page.publications[-1].offset, page.position.epoch)
+    assert back == list(range(25, 0, -1))
