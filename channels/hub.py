@@ -495,10 +495,24 @@ class Hub:
                 log.exception("control handler %s failed", msg.get("op"))
 
     def on_broker_resync(self) -> None:
-        """The broker reconnected: any stream channel may have a gap."""
+        """The broker reconnected: check every stream for what we may have missed."""
+        self.spawn(self._resync())
+
+    async def _resync(self) -> None:
+        """Subscribers of a stream whose top moved past what we delivered (or
+        whose epoch changed) must recover; the others keep their connection."""
         for channel, ch in list(self._channels.items()):
-            if ch.opts.stream.enabled:
-                self._stream_broken(channel, ch, "broker reconnected")
+            stream = ch.opts.stream
+            if not stream.enabled or self._channels.get(channel) is not ch:
+                continue
+            try:
+                res = await self.broker.history(channel, HistoryQuery(limit=0), stream)
+            except errors.SquallError:
+                self._stream_broken(channel, ch, "broker reconnected, position unknown")
+                continue
+            pos = res.position
+            if pos.epoch != ch.epoch or pos.offset > ch.last_offset:
+                self._stream_broken(channel, ch, "broker reconnected with missed publications")
 
     def local_presence(self) -> dict[str, dict[str, ClientInfo]]:
         """What this node must keep refreshed in the presence backend."""
