@@ -1,102 +1,68 @@
 """The WebSocket transport at /connection/websocket.
 
-Writes bypass ``write_message``: the hub hands every subscriber the same
-pre-built frame bytes (see :mod:`handlers.wsframe`), which :class:`WSWire`
-queues per connection and flushes with one ``stream.write`` per loop turn.
-While the socket is backed up, frames wait in the queue (where latest-value
-channels conflate them); past ``client_queue_max_size`` bytes the client is
-disconnected with 3008.
+Two paths, one contract (the session's Wire: frame, write, close; queue bound
+3008, conflation, one write per connection per loop turn):
+
+* the lean path (default): Tornado parses the upgrade request, the checks of
+  :mod:`handlers.ws_handshake` run here, then the socket is taken from
+  Tornado and handed to a :class:`~handlers.ws_conn.WSConnection` on the
+  asyncio loop; nothing of Tornado's request, handler or stream is kept.
+  See docs/FASTPATH.md.
+* the stock path, when ``websocket_compression`` is on (permessage-deflate is
+  Tornado's): Tornado's ``WebSocketHandler`` with :class:`WSWire`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from typing import Any, Hashable
 
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import IOStream
 from tornado.websocket import WebSocketClosedError, WebSocketHandler as _TornadoWS
 
 from channels import errors
-from handlers import wsframe
 from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.protocol import Codec, codec_for
 from handlers.session import ClientSession
+from handlers.ws_conn import WSConnection
+from handlers.ws_handshake import Refusal, check_upgrade, cross_origin_refusal, switching_protocols
+from handlers.ws_queue import OutQueue
 
 log = logging.getLogger("squall.ws")
 
 
-class WSWire:
-    """The session's view of one WebSocket: framing, queue, flush, close."""
+class WSWire(OutQueue):
+    """The session's Wire on Tornado's stock WebSocket (compression on).
 
-    __slots__ = (
-        "codec", "key", "_handler", "_stream", "_flusher", "_limit", "_opcode", "_raw",
-        "_out", "_out_bytes", "_conflate", "_marked", "_draining", "_closing", "session",
-    )
+    Frames are compressed per connection by ``write_message``, so the hub
+    shares the encoded payload, not the frame; queued messages are written
+    one ``write_message`` each when the flusher runs.
+    """
+
+    __slots__ = ("codec", "key", "_handler", "_stream")
 
     def __init__(self, handler: "WebSocketHandler", stream: IOStream, codec: Codec, ctx: Context) -> None:
+        super().__init__(ctx.flusher, ctx.settings.client_queue_max_size)
         self.codec = codec
-        self._raw = not ctx.settings.websocket_compression
-        self.key: Hashable = ("ws", codec.name) if self._raw else object()
+        self.key: Hashable = ("ws-deflate", codec.name)
         self._handler = handler
         self._stream = stream
-        self._flusher = ctx.flusher
-        self._limit = ctx.settings.client_queue_max_size
-        self._opcode = wsframe.OP_BINARY if codec.binary else wsframe.OP_TEXT
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._conflate: dict[str, int] = {}
-        self._marked = False
-        self._draining = False
-        self._closing = False
-        self.session: ClientSession | None = None
 
     def frame(self, payload: bytes) -> bytes:
-        if self._raw:
-            return wsframe.frame(payload, self._opcode)
         return payload
 
-    def write(self, data: bytes, conflate: str | None = None) -> None:
-        if self._closing:
-            return
-        if not self._raw:
-            try:
-                self._handler.write_message(data, binary=self.codec.binary)
-            except WebSocketClosedError:
-                pass
-            return
-        out = self._out
-        if conflate is not None:
-            i = self._conflate.get(conflate)
-            if i is not None:
-                self._out_bytes += len(data) - len(out[i])
-                out[i] = data
-                return
-            self._conflate[conflate] = len(out)
-        out.append(data)
-        self._out_bytes += len(data)
-        if self._out_bytes > self._limit:
-            self._slow()
-            return
-        if not self._marked and not self._draining:
-            self._marked = True
-            self._flusher.mark(self)
-
-    def flush(self) -> None:
-        self._marked = False
-        if self._draining or not self._out or self._closing:
-            return
-        out = self._out
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
-        self._out_bytes = 0
-        self._conflate.clear()
-        stream = self._stream
+    def _send(self, frames: list[bytes]) -> None:
+        binary = self.codec.binary
+        fut = None
         try:
-            fut = stream.write(data)
-        except StreamClosedError:
+            for data in frames:
+                fut = self._handler.write_message(data, binary=binary)
+        except WebSocketClosedError:
             return
-        if stream.writing():
+        if fut is not None and self._stream.writing():
             # The kernel buffer is full: hold further frames in our queue
             # (bounded, conflatable) until this write drains.
             self._draining = True
@@ -107,38 +73,31 @@ class WSWire:
         if not fut.cancelled() and fut.exception() is None and self._out:
             self.flush()
 
-    def queued_bytes(self) -> int:
-        return self._out_bytes
-
-    def _slow(self) -> None:
-        self._out.clear()
-        self._out_bytes = 0
-        self._conflate.clear()
-        if self.session is not None:
-            self.session.disconnect(errors.SLOW)
+    def _buffered(self) -> int:
+        buf = self._stream._write_buffer  # Tornado internal: what the IOStream still holds
+        return len(buf) if buf is not None else 0
 
     def close(self, code: int, reason: str) -> None:
         """Flush what is queued (replies already acknowledged), then close."""
         if self._closing:
             return
+        frames = self._take()
+        if frames and not self._stream.closed():
+            self._send(frames)
         self._closing = True
-        if self._out and not self._stream.closed():
-            data, self._out = b"".join(self._out), []
-            self._out_bytes = 0
-            try:
-                self._stream.write(data)
-            except StreamClosedError:
-                pass
         self._handler.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the socket without a close frame."""
+        self._stream.close()
 
     def discard(self) -> None:
         self._closing = True
-        self._out.clear()
-        self._out_bytes = 0
+        self._take()
 
 
 class WebSocketHandler(_TornadoWS):
-    """Accepts the socket and feeds frames to a :class:`ClientSession`."""
+    """Checks the upgrade and hands the socket to the lean path (or Tornado's)."""
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -158,12 +117,53 @@ class WebSocketHandler(_TornadoWS):
         if not self.ctx.limiter.admit_socket():
             # A reconnect storm: refuse cheaply before the upgrade; SDKs back
             # off with jitter on a failed handshake.
-            self.set_status(503)
-            self.set_header("Retry-After", "1")
-            self.finish("too many new connections")
+            self._refuse(Refusal(503, "too many new connections", (("Retry-After", str(self.ctx.limiter.retry_after())),)))
             return
-        await super().get(*args, **kwargs)
+        stream = getattr(self.request.connection, "stream", None)
+        if self.ctx.settings.websocket_compression or type(stream) is not IOStream:
+            await super().get(*args, **kwargs)  # deflate, or TLS served by Tornado itself
+            return
+        await self._take_over()
 
+    def _refuse(self, r: Refusal) -> None:
+        self.set_status(r.status)
+        for name, value in r.headers:
+            self.set_header(name, value)
+        self.finish(r.message)
+
+    async def _take_over(self) -> None:
+        headers = self.request.headers
+        refusal = check_upgrade(headers)
+        if refusal is None:
+            why = cross_origin_refusal(headers, self.check_origin)
+            if why is not None:
+                log.debug("refused upgrade: %s", why)
+                refusal = Refusal(403, "Cross origin websockets not allowed")
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        fmt = self.get_query_argument("format", "json")
+        ctx = self.ctx
+        s = ctx.settings
+        bad_format = fmt not in ("json", "msgpack")
+        conn = WSConnection(codec_for("json" if bad_format else fmt), ctx.flusher, s.client_queue_max_size, s.max_message_size)
+        remote_ip = self.request.remote_ip or ""
+        response = switching_protocols(headers["Sec-WebSocket-Key"])
+        taken = _release(self.detach())
+        if taken is None:
+            return
+        sock, early = taken
+        if bad_format:
+            conn.start(response, early, None, errors.BAD_REQUEST.code, "unknown format")
+        else:
+            conn.start(response, early, ClientSession(ctx, conn, remote_ip))
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+        except OSError as e:
+            log.info("lost a socket during the upgrade: %s", e)
+            sock.close()
+
+    # ------------------------------------------------------------ stock path
     def open(self, *args: str, **kwargs: str) -> None:
         fmt = self.get_query_argument("format", "json")
         if fmt not in ("json", "msgpack"):
@@ -200,3 +200,26 @@ class WebSocketHandler(_TornadoWS):
         if session is not None:
             self.session = None
             self.ctx.hub.spawn(session.closed_by_peer())
+
+
+def _release(stream: IOStream) -> tuple[socket.socket, bytes] | None:
+    """Take the connected socket out of a detached IOStream, still open,
+    with the bytes the client sent after its request head (already read).
+
+    The IOStream has no API to let go of its socket, so the socket is
+    duplicated and the IOStream closed: closing unregisters its fd from the
+    loop and closes that fd only; the connection lives on in the duplicate.
+    The unread bytes are Tornado internals (``_read_buffer`` holds
+    ``_read_buffer_size`` unconsumed bytes from its start). None when the
+    peer is already gone.
+    """
+    if stream.closed() or stream.socket is None:
+        return None
+    early = bytes(stream._read_buffer[: stream._read_buffer_size])
+    try:
+        sock = stream.socket.dup()
+    except OSError:
+        stream.close()
+        return None
+    stream.close()
+    return sock, early

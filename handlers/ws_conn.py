@@ -1,0 +1,211 @@
+"""The lean WebSocket connection: an ``asyncio.Protocol`` that is the session's Wire.
+
+After the handshake (:mod:`handlers.websocket`) nothing of Tornado's request,
+handler or stream is kept: one object per connection (``__slots__``), driven
+by the event loop's callbacks, holds the asyncio transport, an incremental
+:class:`~handlers.wsframe.FrameParser` and the outbound queue. No coroutine or
+Task waits on an idle socket; incoming messages run through the session in
+order, in one Task that exists only while the connection has input queued.
+
+The transport's write-buffer limits are (0, 0): ``pause_writing`` means the
+kernel did not take everything (frames then wait in our queue, where they can
+be conflated and are bounded) and ``resume_writing`` means it drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Hashable
+
+from channels import errors
+from handlers import wsframe
+from handlers.flusher import Flusher
+from handlers.protocol import Codec
+from handlers.session import ClientSession
+from handlers.ws_queue import OutQueue
+
+log = logging.getLogger("squall.ws")
+
+CLOSE_TIMEOUT = 5.0  # seconds a peer gets to answer our close frame
+
+_OPEN, _CLOSING, _CLOSED = 0, 1, 2
+
+
+class WSConnection(OutQueue, asyncio.Protocol):
+    """One client socket after the upgrade."""
+
+    __slots__ = ("codec", "key", "_stream", "_parser", "_opcode", "_state", "_inbox", "_task", "_timer", "_pending")
+
+    def __init__(self, codec: Codec, flusher: Flusher, queue_limit: int, max_message_size: int) -> None:
+        OutQueue.__init__(self, flusher, queue_limit)
+        self.codec = codec
+        self.key: Hashable = ("ws", codec.name)
+        self._stream: asyncio.Transport | None = None
+        self._parser = wsframe.FrameParser(max_message_size)
+        self._opcode = wsframe.OP_BINARY if codec.binary else wsframe.OP_TEXT
+        self._state = _OPEN
+        self._inbox: list[bytes | str] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending: tuple[bytes, bytes, int, str] | None = None
+
+    def start(self, response: bytes, early: bytes, session: ClientSession | None, code: int = 0, reason: str = "") -> None:
+        """What ``connection_made`` does first: write the 101 ``response``,
+        open ``session`` (or close with ``code``), then parse ``early`` input.
+        Done there, not after ``connect_accepted_socket`` returns, because the
+        loop may call ``data_received`` before that coroutine resumes."""
+        self.session = session
+        self._pending = (response, early, code, reason)
+
+    # ------------------------------------------------------------ Wire
+    def frame(self, payload: bytes) -> bytes:
+        return wsframe.frame(payload, self._opcode)
+
+    def close(self, code: int, reason: str) -> None:
+        """Flush what is queued (replies already acknowledged), send the close
+        frame, and give the peer ``CLOSE_TIMEOUT`` to answer it."""
+        if self._state != _OPEN:
+            return
+        self._state = _CLOSING
+        self._closing = True
+        frames = self._take()
+        frames.append(wsframe.close_frame(code, reason))
+        stream = self._stream
+        if stream is None or stream.is_closing():
+            return
+        stream.write(b"".join(frames))
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
+    def abort(self) -> None:
+        """Drop the socket without a close frame (a peer that never answered)."""
+        if self._stream is not None:
+            self._stream.abort()
+
+    # ------------------------------------------------------------ OutQueue
+    def _send(self, frames: list[bytes]) -> None:
+        assert self._stream is not None
+        self._stream.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _buffered(self) -> int:
+        stream = self._stream
+        return stream.get_write_buffer_size() if stream is not None and self._draining else 0
+
+    # ------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._stream = transport
+        transport.set_write_buffer_limits(0, 0)
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        response, early, code, reason = pending
+        transport.write(response)
+        session = self.session
+        if session is None:
+            self.close(code, reason)
+            return
+        try:
+            session.opened()
+        except errors.Disconnect as d:
+            self.close(d.code, d.reason)
+            return
+        if early:
+            self.data_received(early)
+
+    def pause_writing(self) -> None:
+        self._draining = True
+
+    def resume_writing(self) -> None:
+        self._draining = False
+        if self._out and not self._closing:
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self._state == _CLOSED:
+            return
+        try:
+            frames = self._parser.feed(data)
+        except wsframe.Violation as v:
+            self._fail(v.code, v.reason)
+            return
+        for op, payload in frames:
+            if op <= wsframe.OP_BINARY:
+                if self._state == _OPEN:
+                    self._received(op, payload)
+            elif op == wsframe.OP_PING:
+                if self._state == _OPEN:
+                    assert self._stream is not None and isinstance(payload, bytes)
+                    self._stream.write(wsframe.frame(payload, wsframe.OP_PONG))
+            elif op == wsframe.OP_CLOSE:
+                self._peer_closed(payload)
+                return
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state = _CLOSED
+        self._closing = True
+        self._take()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        session = self.session
+        if session is not None:
+            session.ctx.hub.spawn(session.closed_by_peer())
+
+    # ------------------------------------------------------------ input
+    def _received(self, op: int, payload: bytes | str) -> None:
+        session = self.session
+        if session is None:
+            return
+        if op == wsframe.OP_BINARY and not self.codec.binary:
+            session.disconnect(errors.INAPPROPRIATE_PROTOCOL, "binary frame on a JSON connection")
+            return
+        if self._task is not None:
+            assert self._inbox is not None
+            self._inbox.append(payload)
+            return
+        self._inbox = [payload]
+        self._task = asyncio.get_running_loop().create_task(self._consume(session))
+
+    async def _consume(self, session: ClientSession) -> None:
+        """Run queued messages through the session one at a time, in order."""
+        inbox = self._inbox
+        try:
+            while inbox:
+                await session.handle_frame(inbox.pop(0))
+        except Exception:
+            log.exception("client=%s: message handling failed", session.client_id)
+            self._fail(1011, "internal error")
+        finally:
+            self._task = None
+            self._inbox = None
+
+    def _peer_closed(self, payload: bytes | str) -> None:
+        """The peer's close frame: answer it (if we had not sent ours) and close."""
+        assert self._stream is not None and isinstance(payload, bytes)
+        try:
+            code, _ = wsframe.parse_close(payload)
+        except wsframe.Violation as v:
+            self._fail(v.code, v.reason)
+            return
+        if self._state == _OPEN:
+            self._closing = True
+            self._take()
+            self._stream.write(wsframe.close_frame(code))
+        self._state = _CLOSED
+        self._stream.close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Input we cannot go on parsing: send the close frame and hang up."""
+        log.info("closing WebSocket %d: %s", code, reason)
+        stream = self._stream
+        if self._state == _OPEN and stream is not None:
+            self._closing = True
+            self._take()
+            stream.write(wsframe.close_frame(code, reason))
+        self._state = _CLOSED
+        if stream is not None:
+            stream.close()

@@ -1,0 +1,71 @@
+"""The server side of the RFC 6455 opening handshake, as pure functions.
+
+Tornado has parsed the request; these checks are the ones Tornado's
+``WebSocketHandler.get`` makes (Upgrade, Connection, key, version 13), so the
+lean path refuses exactly what the stock path refuses, and the 101 response
+is written by hand once the socket is taken over.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from tornado.httputil import HTTPHeaders
+
+from handlers.wsframe import accept_key
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def check_upgrade(headers: HTTPHeaders) -> Refusal | None:
+    """None when the request is a valid WebSocket version 13 upgrade."""
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return Refusal(400, 'Can "Upgrade" only to "WebSocket".')
+    if "upgrade" not in (s.strip().lower() for s in headers.get("Connection", "").split(",")):
+        return Refusal(400, '"Connection" must be "Upgrade".')
+    if headers.get("Sec-WebSocket-Version", "") != "13":
+        return Refusal(426, "Upgrade Required", (("Sec-WebSocket-Version", "13"),))
+    key = headers.get("Sec-WebSocket-Key", "")
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            raise ValueError(key)
+    except (ValueError, binascii.Error):
+        return Refusal(400, "Missing/Invalid WebSocket headers")
+    return None
+
+
+def switching_protocols(key: str) -> bytes:
+    """The complete 101 response for a checked request's key."""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
+    ).encode("ascii")
+
+
+def cross_origin_refusal(headers: HTTPHeaders, check: Callable[[str], bool]) -> str | None:
+    """Why a browser's cross-origin upgrade is refused, or None: Tornado 6.6's
+    algorithm (``RequestHandler._check_cross_origin``), so both paths agree."""
+    site = headers.get("Sec-Fetch-Site")
+    origin = headers.get("Origin")
+    if site in ("same-origin", "none"):
+        return None
+    if site is None:
+        if origin is None:
+            return None  # not a browser
+        if urlsplit(origin).netloc.lower() == headers.get("Host", "").lower() or check(origin):
+            return None
+        return f"Origin {origin!r} not allowed"
+    if origin and check(origin):
+        return None
+    return f"Sec-Fetch-Site {site} & origin {origin!r} not allowed"

@@ -1,0 +1,96 @@
+"""The outbound queue both WebSocket wires share: coalescing, conflation, the byte bound.
+
+Frames for one connection wait here until the :class:`~handlers.flusher.Flusher`
+runs (one write per connection per loop turn). While the socket is backed up
+(``_draining``) they keep waiting; a frame of a latest-value channel replaces
+the older one of the same channel (conflation). When the bytes held for the
+connection (this queue plus what the transport still buffers) pass
+``client_queue_max_size`` the queue is dropped and the client is disconnected
+with 3008, so a stalled reader never grows the server's memory past the bound
+plus one frame.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from channels import errors
+from handlers.flusher import Flusher
+
+if TYPE_CHECKING:
+    from handlers.session import ClientSession
+
+
+class OutQueue:
+    """Queue half of a wire; subclasses say how bytes reach the socket."""
+
+    __slots__ = ("session", "_flusher", "_limit", "_out", "_out_bytes", "_conflate", "_marked", "_draining", "_closing")
+
+    def __init__(self, flusher: Flusher, limit: int) -> None:
+        self.session: ClientSession | None = None
+        self._flusher = flusher
+        self._limit = limit
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._conflate: dict[str, int] | None = None  # channel -> index in _out; rare, made on demand
+        self._marked = False
+        self._draining = False
+        self._closing = False
+
+    def write(self, data: bytes, conflate: str | None = None) -> None:
+        if self._closing:
+            return
+        out = self._out
+        if conflate is not None:
+            where = self._conflate
+            if where is None:
+                where = self._conflate = {}
+            i = where.get(conflate)
+            if i is not None:
+                self._out_bytes += len(data) - len(out[i])
+                out[i] = data
+                return
+            where[conflate] = len(out)
+        out.append(data)
+        self._out_bytes += len(data)
+        if self._out_bytes > self._limit or (self._draining and self.held_bytes() > self._limit):
+            self._slow()
+            return
+        if not self._marked and not self._draining:
+            self._marked = True
+            self._flusher.mark(self)
+
+    def flush(self) -> None:
+        self._marked = False
+        if self._draining or not self._out or self._closing:
+            return
+        self._send(self._take())
+
+    def _take(self) -> list[bytes]:
+        out = self._out
+        self._out = []
+        self._out_bytes = 0
+        self._conflate = None
+        return out
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting in this queue (not yet handed to the transport)."""
+        return self._out_bytes
+
+    def held_bytes(self) -> int:
+        """Every outbound byte the server holds for this connection."""
+        return self._out_bytes + self._buffered()
+
+    def _slow(self) -> None:
+        self._take()
+        if self.session is not None:
+            self.session.disconnect(errors.SLOW)
+
+    # ------------------------------------------------------------ transport side
+    def _send(self, frames: list[bytes]) -> None:
+        """Hand these frames to the socket; set ``_draining`` if it backs up."""
+        raise NotImplementedError
+
+    def _buffered(self) -> int:
+        """Bytes the transport accepted but the kernel has not taken yet."""
+        raise NotImplementedError
