@@ -232,7 +232,7 @@ class UniWire:
 class UniSession(ClientSession):
     """A ClientSession that listens only: replies become uni messages."""
 
-    __slots__ = ("_sub_ids", "_held", "_connect_result", "_refused")
+    __slots__ = ("_sub_ids", "_held", "_held_bytes", "_connect_result", "_refused")
 
     wire: UniWire
 
@@ -241,6 +241,7 @@ class UniSession(ClientSession):
         self._sub_ids: dict[int, str] = {}
         # While connecting, frames wait here so the connect message goes first.
         self._held: list[tuple[bytes, str | None]] | None = []
+        self._held_bytes = 0
         self._connect_result: dict[str, Any] | None = None
         self._refused: list[tuple[str, SquallError]] = []
 
@@ -286,6 +287,9 @@ class UniSession(ClientSession):
         if self._held is not None:
             if not self.closed:
                 self._held.append((data, conflate))
+                self._held_bytes += len(data)
+                if self._held_bytes > self.ctx.settings.client_queue_max_size:
+                    self.disconnect(errors.SLOW)  # a flood while still subscribing
             return
         super().write_wire(data, conflate)
 
