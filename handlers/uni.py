@@ -40,6 +40,7 @@ from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.protocol import MAX_COMMANDS_PER_FRAME, Codec
 from handlers.session import ClientSession
+from handlers.ws_queue import OutQueue
 
 log = logging.getLogger("squall.uni")
 
@@ -92,71 +93,74 @@ class Framing:
         return b""
 
 
-class UniWire:
+class UniWire(OutQueue):
     """The session's Wire over a streaming HTTP response.
 
-    Same queue discipline as the WebSocket wire: frames queue per connection
-    and are written once per loop turn; while the previous write has not
-    drained, frames wait here (latest-value channels replace their queued
-    frame); past ``client_queue_max_size`` bytes the client is dropped (3008).
+    The queue discipline is the WebSocket wires' (:class:`OutQueue`): frames
+    are written once per loop turn; while the previous write has not drained
+    they wait (latest-value channels replace their queued frame); past
+    ``client_queue_max_size`` bytes the client is dropped with 3008.
     """
 
-    __slots__ = (
-        "codec", "key", "positions", "session", "_handler", "_framing", "_flusher", "_limit",
-        "_out", "_out_bytes", "_conflate", "_marked", "_draining", "_closing", "_moved",
-        "_done",
-    )
+    __slots__ = ("codec", "key", "positions", "_handler", "_framing", "_moved", "_inflight", "_done")
 
     def __init__(self, handler: "UniHandler", ctx: Context, framing: Framing) -> None:
+        super().__init__(ctx.flusher, ctx.settings.client_queue_max_size)
         self.codec: Codec = UNI_JSON
         # Frames carry per-connection stream positions: never share encodings.
         self.key: Hashable = object()
         # channel -> [offset, epoch] for channels with a stream
         self.positions: dict[str, list[Any]] = {}
-        self.session: UniSession | None = None
         self._handler = handler
         self._framing = framing
-        self._flusher = ctx.flusher
-        self._limit = ctx.settings.client_queue_max_size
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._conflate: dict[str, int] = {}
-        self._marked = False
-        self._draining = False
-        self._closing = False
         self._moved = False
+        self._inflight = 0  # bytes of the write not yet drained
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    # ------------------------------------------------------------ Wire
     def frame(self, payload: bytes) -> bytes:
         return self._framing.frame(payload)
 
-    def write(self, data: bytes, conflate: str | None = None) -> None:
-        if self._closing:
+    def moved(self) -> None:
+        """A stream position changed: the next write carries it."""
+        self._moved = True
+
+    def _join(self, frames: list[bytes]) -> bytes:
+        data = b"".join(frames)
+        if self._moved:
+            self._moved = False
+            data += self._framing.trailer(self.positions)
+        return data
+
+    def _send(self, frames: list[bytes]) -> None:
+        data = self._join(frames)
+        h = self._handler
+        try:
+            h.write(data)
+            fut = h.flush()
+        except (RuntimeError, StreamClosedError):
             return
-        out = self._out
-        if conflate is not None:
-            i = self._conflate.get(conflate)
-            if i is not None:
-                self._out_bytes += len(data) - len(out[i])
-                out[i] = data
-                return
-            self._conflate[conflate] = len(out)
-        out.append(data)
-        self._out_bytes += len(data)
-        if self._out_bytes > self._limit:
-            self._slow()
+        # Hold further frames (bounded, conflatable) until this write drained.
+        self._draining = True
+        self._inflight = len(data)
+        fut.add_done_callback(self._drained)
+
+    def _drained(self, fut: "asyncio.Future[None]") -> None:
+        self._draining = False
+        self._inflight = 0
+        if fut.cancelled() or fut.exception() is not None:
             return
-        if not self._marked and not self._draining:
-            self._marked = True
-            self._flusher.mark(self)
+        if self._out:
+            self.flush()
+
+    def _buffered(self) -> int:
+        return self._inflight
 
     def close(self, code: int, reason: str) -> None:
         """Write what is queued and the disconnect message, then end the response."""
         if self._closing:
             return
         self._closing = True
-        data = self._take() + self.frame(self.codec.disconnect_push(code, reason))
+        data = self._join(self._take()) + self.frame(self.codec.disconnect_push(code, reason))
         h = self._handler
         try:
             h.write(data)
@@ -167,58 +171,10 @@ class UniWire:
             asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, h.abort_if_stuck)
         self._finish()
 
-    # ------------------------------------------------------------ queue
-    def queued_bytes(self) -> int:
-        return self._out_bytes
-
-    def moved(self) -> None:
-        """A stream position changed: the next flush carries it."""
-        self._moved = True
-
-    def flush(self) -> None:
-        self._marked = False
-        if self._draining or self._closing or not self._out:
-            return
-        data = self._take()
-        h = self._handler
-        try:
-            h.write(data)
-            fut = h.flush()
-        except (RuntimeError, StreamClosedError):
-            return
-        self._draining = True
-        fut.add_done_callback(self._drained)
-
-    def _take(self) -> bytes:
-        out = self._out
-        data = b"".join(out)
-        if self._moved:
-            self._moved = False
-            data += self._framing.trailer(self.positions)
-        out.clear()
-        self._out_bytes = 0
-        self._conflate.clear()
-        return data
-
-    def _drained(self, fut: "asyncio.Future[None]") -> None:
-        self._draining = False
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        if self._out:
-            self.flush()
-
-    def _slow(self) -> None:
-        self._out.clear()
-        self._out_bytes = 0
-        self._conflate.clear()
-        if self.session is not None:
-            self.session.disconnect(errors.SLOW)
-
     def discard(self) -> None:
         """The client went away: drop everything queued."""
         self._closing = True
-        self._out.clear()
-        self._out_bytes = 0
+        self._take()
         self._finish()
 
     def _finish(self) -> None:
