@@ -52,13 +52,15 @@ class HubStats:
 class _Channel:
     """Local state of one channel with at least one local subscriber."""
 
-    __slots__ = ("subs", "recovering", "last_offset", "epoch", "opts", "ready")
+    __slots__ = ("subs", "recovering", "observers", "last_offset", "epoch", "opts", "ready")
 
     def __init__(self, opts: NamespaceOptions) -> None:
         # subscriber -> wants join/leave pushes
         self.subs: dict[Subscriber, bool] = {}
         # subscribers mid-subscribe: publications are buffered for them
         self.recovering: dict[Subscriber, list[Publication]] = {}
+        # watch-only subscribers (admin inspector): no presence, join or leave
+        self.observers: set[Subscriber] = set()
         self.last_offset = 0
         self.epoch = ""
         self.opts = opts
@@ -232,11 +234,13 @@ class Hub:
         join_leave: bool = False,
         positioned: bool = False,
         recoverable: bool = False,
+        observe: bool = False,
     ) -> SubscribeOutcome:
         """Subscribe ``sub`` and return what the subscribe reply needs.
 
         The subscriber is buffered while the stream position is read, so no
-        publication can fall between the position and the live flow.
+        publication can fall between the position and the live flow. With
+        ``observe`` it only watches: no presence entry, no join or leave.
         """
         ch = self._channels.get(channel)
         if ch is None:
@@ -251,13 +255,13 @@ class Hub:
             raise
         # Presence and join go out before the subscriber turns live, so the
         # caller can write its reply before any live publication.
-        if opts.presence:
+        if opts.presence and not observe:
             self._presence.setdefault(channel, {})[sub.client_id] = info
             try:
                 await self.presence_manager.add(channel, info)
             except BackendUnavailable:
                 log.warning("presence add failed for %s", channel)
-        if opts.join_leave:
+        if opts.join_leave and not observe:
             try:
                 await self.broker.publish_join(channel, info)
             except BackendUnavailable:
@@ -271,6 +275,8 @@ class Hub:
             if p.offset == 0 or (p.offset > top and p.offset not in seen):
                 out.pending.append(p)
         ch.subs[sub] = join_leave or opts.force_push_join_leave
+        if observe:
+            ch.observers.add(sub)
         return out
 
     async def _ensure_broker_sub(self, channel: str, ch: _Channel) -> None:
@@ -351,6 +357,10 @@ class Hub:
             return
         del ch.subs[sub]
         opts = ch.opts
+        if sub in ch.observers:
+            ch.observers.discard(sub)
+            await self._maybe_drop_channel(channel)
+            return
         if opts.presence:
             local = self._presence.get(channel)
             if local is not None:

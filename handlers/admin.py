@@ -1,7 +1,7 @@
 """The admin web UI's endpoints under /admin (disabled when admin_password is empty).
 
 Login trades the password (compared in constant time) for a short-lived
-HS256 token signed with ``admin_secret`` (random per start when empty). The
+HS256 token signed with ``admin_secret`` (derived from the password when empty). The
 page keeps it in sessionStorage and sends it in ``X-Admin-Token``; it is a
 header, never a cookie, so cross-site requests cannot ride on it and it never
 lands in a URL or an access log.
@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
 import uuid
 from pathlib import Path
@@ -52,7 +51,9 @@ class AdminAuth:
         # Digests have equal length, so compare_digest's time does not depend
         # on how much of the password a guess got right, nor on its length.
         self._password_digest = hashlib.sha256(password.encode()).digest()
-        self._secret = secret or secrets.token_hex(32)
+        # Without a configured secret the key derives from the password, so
+        # every worker and instance sharing the password accepts the token.
+        self._secret = secret or hashlib.sha256(b"squall admin token key\0" + password.encode()).hexdigest()
 
     def check_password(self, candidate: str) -> bool:
         digest = hashlib.sha256(candidate.encode()).digest()
@@ -279,7 +280,7 @@ class InspectHandler(_AdminAPI):
         sub = self.sub = _InspectorSub(self)
         info = ClientInfo(client=sub.client_id, user="", conn_info={"admin": "inspector"})
         try:
-            out = await hub.subscribe(sub, channel, opts, info, join_leave=opts.join_leave)
+            out = await hub.subscribe(sub, channel, opts, info, join_leave=opts.join_leave, observe=True)
         except SquallError as e:
             raise tornado.web.HTTPError(503, reason=e.message) from None
         try:
@@ -307,9 +308,6 @@ def admin_routes(ctx: Context, static_dir: Path) -> list[Any]:
     """The /admin page and API; every handler 404s when admin_password is empty."""
     s = ctx.settings
     auth = AdminAuth(s.admin_password, s.admin_secret)
-    if auth.enabled and not s.admin_secret and s.processes != 1:
-        log.warning("admin_secret is empty with processes=%d: each worker signs admin tokens "
-                    "with its own random key; set admin_secret", s.processes)
     deps = {"ctx": ctx, "auth": auth}
     return [
         (r"/admin/?", AdminPageHandler, {**deps, "path": str(static_dir / "admin.html")}),

@@ -66,7 +66,7 @@ class Settings:
     api_key: str = _doc("Server API key (X-API-Key or 'Authorization: apikey'). Empty disables the API.", "")
     api_insecure: bool = _doc("Serve the API with no key (only behind a trusted network).", False)
     admin_password: str = _doc("Password of the /admin UI; empty disables it.", "")
-    admin_secret: str = _doc("Secret that signs admin session tokens; empty = random per start.", "")
+    admin_secret: str = _doc("Secret that signs admin session tokens; empty = derived from admin_password.", "")
     # --- client protocol and limits ---------------------------------------
     ping_interval: float = _doc("Seconds between server pings.", 25.0)
     pong_timeout: float = _doc("Seconds to wait for a pong before disconnecting (3012).", 8.0)

@@ -178,15 +178,20 @@ async def test_inspector_streams_publications_and_joins_then_cleans_up(http_serv
     pub = await read_json_line(stream)
     assert pub["kind"] == "pub" and pub["data"] == {"hello": 1} and pub["offset"] == 1
     c = await connected(ws_url, token=make_token(SECRET, "bob"))
-    await c.call("subscribe", {"channel": "chat:i"})
+    await c.call("subscribe", {"channel": "chat:i", "join_leave": True})
     join = await read_json_line(stream)
     assert join["kind"] == "join" and join["info"]["user"] == "bob"
+    # the inspector only watches: it is in nobody's presence
+    r = await c.call("presence", {"channel": "chat:i"})
+    assert [e["user"] for e in r["presence"]["presence"].values()] == ["bob"]
     stream.close()
     for _ in range(200):
         if hub.channel_counts() == {"chat:i": 1}:
             break
         await asyncio.sleep(0.01)
     assert hub.channel_counts() == {"chat:i": 1}  # only bob is left
+    await c.call("ping")
+    assert not [p for p in c.pushes if "leave" in p.get("push", {})]  # no leave for the inspector
     c.close()
 
 
