@@ -79,15 +79,33 @@ def cmd_gentoken(args: argparse.Namespace) -> int:
     else:
         if not args.private_key:
             raise ConfigError("--private-key", f"needed to sign {algorithm} tokens")
-        with open(args.private_key) as f:
-            key = f.read()
-    info = json.loads(args.info) if args.info else None
+        try:
+            with open(args.private_key) as f:
+                key = f.read()
+        except OSError as e:
+            raise ConfigError("--private-key", str(e)) from None
+    info = _json_arg("--info", args.info)
+    meta = _json_arg("--meta", args.meta)
     channels = [c for c in (args.channels or "").split(",") if c]
-    token = make_token(
-        key, args.user, ttl=args.ttl, info=info, channel=args.channel or "", channels=channels, algorithm=algorithm
-    )
+    subs: dict[str, Any] = {c: {} for c in (args.subs or "").split(",") if c}
+    try:
+        token = make_token(
+            key, args.user, ttl=args.ttl, info=info, channel=args.channel or "", channels=channels,
+            subs=subs, meta=meta, algorithm=algorithm,
+        )
+    except (ValueError, TypeError) as e:  # e.g. a key that is not a PEM private key
+        raise ConfigError("--private-key" if algorithm != "HS256" else "--secret", str(e)) from None
     print(token)
     return 0
+
+
+def _json_arg(flag: str, value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as e:
+        raise ConfigError(flag, f"not valid JSON: {e}") from None
 
 
 async def _check_connectivity(settings: Settings) -> list[str]:
@@ -187,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secret", help="HS256 secret (default: token_hmac_secret_key)")
     p.add_argument("--algorithm", choices=("HS256", "RS256", "ES256"), default="HS256")
     p.add_argument("--private-key", help="PEM private key file for RS256/ES256")
+    p.add_argument("--meta", help="JSON for the meta claim (seen by the server only)")
+    p.add_argument("--subs", help="comma-separated channels for the subs claim (server-side subscriptions)")
     p.set_defaults(func=cmd_gentoken)
 
     p = sub.add_parser("checkconfig", help="validate the configuration and check backends are reachable")
