@@ -18,6 +18,8 @@ from channels.namespaces import Namespaces, build_namespaces, parse_duration
 
 ENV_PREFIX = "SQUALL_"
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+DEMO_API_KEY = "demo"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ConfigError(Exception):
@@ -130,6 +132,8 @@ def _validate(s: Settings) -> None:
     for key in ("ping_interval", "pong_timeout", "max_message_size", "client_queue_max_size"):
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be > 0")
+    if s.api_key == DEMO_API_KEY and s.host not in LOOPBACK_HOSTS:
+        raise ConfigError("api_key", f"the demo key {DEMO_API_KEY!r} is only allowed when host is loopback")
     if s.engine == "redis" and not s.redis_urls:
         raise ConfigError("redis_urls", "at least one Redis URL is needed")
 

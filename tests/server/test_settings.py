@@ -64,3 +64,11 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, text), environ={})
     assert e.value.key == key
+
+
+def test_demo_api_key_refused_off_loopback() -> None:
+    """The demo config's well-known API key cannot be served beyond loopback."""
+    assert load(None, environ={}).api_key == "demo"
+    with pytest.raises(ConfigError) as e:
+        load(None, environ={"SQUALL_HOST": "0.0.0.0"})
+    assert e.value.key == "api_key"
