@@ -11,6 +11,7 @@ history store). See docs/REDIS.md for the model.
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 import functools
 import math
@@ -94,6 +95,11 @@ class RedisBroker:
         self._link_of_bucket: dict[int, PubSubLink] = {}
         self._topics: dict[bytes, str] = {}  # subscribed topic -> channel
         self._tasks: list[asyncio.Task[None]] = []
+        # cumulative stats read by the metrics sampler (count + sum = mean)
+        self.publish_count = 0
+        self.publish_seconds = 0.0
+        self.lag_count = 0
+        self.lag_seconds = 0.0  # publication time -> arrival here, for stamped publications
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, handler: BrokerEventHandler) -> None:
@@ -180,7 +186,11 @@ class RedisBroker:
             if channel is None:
                 return  # unsubscribed meanwhile
             if env.kind == envelope.PUBLICATION:
-                handler.on_publication(channel, envelope.publication(env))
+                p = envelope.publication(env)
+                if p.time:
+                    self.lag_count += 1
+                    self.lag_seconds += max(0.0, time.time() - p.time / 1000.0)
+                handler.on_publication(channel, p)
             elif env.kind == envelope.JOIN:
                 handler.on_join(channel, envelope.client_info(env))
             elif env.kind == envelope.LEAVE:
@@ -210,6 +220,13 @@ class RedisBroker:
             raise BackendUnavailable(f"history store position failed: {e}") from e
 
     async def publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
+        started = time.perf_counter()
+        pos = await self._publish(channel, pub, opts)
+        self.publish_count += 1
+        self.publish_seconds += time.perf_counter() - started
+        return pos
+
+    async def _publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
         keys = self._shards.keys(channel)
         if not opts.enabled:
             data = envelope.pack(self.node_id, envelope.PUBLICATION, envelope.record_payload(pub))

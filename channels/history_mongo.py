@@ -173,6 +173,14 @@ class MongoHistoryStore:
         """Batches written so far (each is one insert_many)."""
         return self._committer.batches
 
+    @property
+    def batch_items(self) -> int:
+        return self._committer.batch_items
+
+    @property
+    def write_seconds(self) -> float:
+        return self._committer.write_seconds
+
     def _set_healthy(self, ok: bool) -> None:
         if ok != self._healthy and self._client is not None:
             if ok:

@@ -64,6 +64,8 @@ class GroupCommitter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # batches written successfully; for tests and stats
+        self.batch_items = 0  # publications in those batches (mean batch size = items / batches)
+        self.write_seconds = 0.0  # time spent in successful batch writes
 
     def start(self) -> None:
         if self._task is None:
@@ -116,6 +118,7 @@ class GroupCommitter:
                 continue
             n = min(len(self._queue), self._max_size)
             batch = [self._queue.popleft() for _ in range(n)]
+            started = loop.time()
             try:
                 await self._write(batch)
             except asyncio.CancelledError:
@@ -129,6 +132,8 @@ class GroupCommitter:
                 self._fail(batch + also, err)
             else:
                 self.batches += 1
+                self.batch_items += len(batch)
+                self.write_seconds += loop.time() - started
                 for entry in batch:  # queue order = offset order per channel
                     if not entry.future.done():
                         entry.future.set_result(None)

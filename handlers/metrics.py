@@ -63,10 +63,10 @@ class _Mirror:
 
     __slots__ = ("counter", "read", "last")
 
-    def __init__(self, counter: Counter, read: Callable[[], int | None]) -> None:
+    def __init__(self, counter: Counter, read: Callable[[], float | None]) -> None:
         self.counter = counter
         self.read = read
-        self.last = 0
+        self.last: float = 0
 
     def sync(self) -> None:
         value = self.read()
@@ -79,12 +79,12 @@ class _Mirror:
             self.last = value
 
 
-def _attr(obj: Any, name: str) -> Callable[[], int | None]:
-    """Reads an optional integer stat a backend may or may not expose."""
+def _attr(obj: Any, name: str) -> Callable[[], float | None]:
+    """Reads an optional cumulative stat a backend may or may not expose."""
 
-    def read() -> int | None:
+    def read() -> float | None:
         value = getattr(obj, name, None)
-        return int(value) if isinstance(value, (int, float)) else None
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     return read
 
@@ -163,6 +163,30 @@ class Metrics:
             _Mirror(
                 Counter("squall_history_batches", "History write batches (insert_many) completed.", registry=reg),
                 _attr(history, "batches"),
+            ),
+            _Mirror(
+                Counter("squall_history_batch_items", "Publications written in those batches (batch size = items / batches).", registry=reg),
+                _attr(history, "batch_items"),
+            ),
+            _Mirror(
+                Counter("squall_history_write_seconds", "Time spent writing history batches.", registry=reg),
+                _attr(history, "write_seconds"),
+            ),
+            _Mirror(
+                Counter("squall_broker_publishes", "Publishes through the broker (latency = seconds / publishes).", registry=reg),
+                _attr(hub.broker, "publish_count"),
+            ),
+            _Mirror(
+                Counter("squall_broker_publish_seconds", "Time spent in broker publishes, storage included.", registry=reg),
+                _attr(hub.broker, "publish_seconds"),
+            ),
+            _Mirror(
+                Counter("squall_broker_lag_messages", "Publications received from pub/sub with a timestamp.", registry=reg),
+                _attr(hub.broker, "lag_count"),
+            ),
+            _Mirror(
+                Counter("squall_broker_lag_seconds", "Publication time to arrival on this node, summed (pub/sub lag).", registry=reg),
+                _attr(hub.broker, "lag_seconds"),
             ),
         ]
         self._process: Any = None
