@@ -30,7 +30,7 @@ class OutQueue:
         self.session: ClientSession | None = None
         self._flusher = flusher
         self._limit = limit
-        self._out: list[bytes] = []
+        self._out: list[bytes] | None = None  # made on demand: most sockets sit idle
         self._out_bytes = 0
         self._conflate: dict[str, int] | None = None  # channel -> index in _out; rare, made on demand
         self._marked = False
@@ -41,6 +41,8 @@ class OutQueue:
         if self._closing:
             return
         out = self._out
+        if out is None:
+            out = self._out = []
         if conflate is not None:
             where = self._conflate
             if where is None:
@@ -68,10 +70,10 @@ class OutQueue:
 
     def _take(self) -> list[bytes]:
         out = self._out
-        self._out = []
+        self._out = None
         self._out_bytes = 0
         self._conflate = None
-        return out
+        return out if out is not None else []
 
     def queued_bytes(self) -> int:
         """Bytes waiting in this queue (not yet handed to the transport)."""

@@ -94,24 +94,30 @@ class FrameParser:
 
     def __init__(self, max_message_size: int) -> None:
         self._max = max_message_size
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes] | None = None  # made on demand: most sockets sit idle
         self._have = 0
         self._need = 2
         self._msg_op = OP_CONT  # opcode of the fragmented message under way
-        self._parts: list[bytes] = []
+        self._parts: list[bytes] | None = None
         self._msg_len = 0
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._chunks.append(data)
-        self._have += len(data)
-        if self._have < self._need:
-            return []
         chunks = self._chunks
-        buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if chunks is None:
+            buf = data
+        else:
+            chunks.append(data)
+            if self._have + len(data) < self._need:
+                self._have += len(data)
+                return []
+            buf = b"".join(chunks)
         out: list[Frame] = []
-        pos = self._parse(buf, out)
+        if len(buf) >= self._need:
+            pos = self._parse(buf, out)
+        else:
+            pos = 0
         rest = len(buf) - pos
-        self._chunks = [buf[pos:]] if rest else []
+        self._chunks = [buf[pos:]] if rest else None
         self._have = rest
         return out
 
@@ -174,12 +180,15 @@ class FrameParser:
             elif not fin:
                 if op != OP_CONT:
                     self._msg_op = op
+                    self._parts = []
+                assert self._parts is not None
                 self._parts.append(payload)
                 self._msg_len += length
             else:  # the last fragment
+                assert self._parts is not None
                 self._parts.append(payload)
                 whole = b"".join(self._parts)
-                op, self._msg_op, self._parts, self._msg_len = self._msg_op, OP_CONT, [], 0
+                op, self._msg_op, self._parts, self._msg_len = self._msg_op, OP_CONT, None, 0
                 out.append(_message(op, whole))
 
 
