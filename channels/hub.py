@@ -453,13 +453,25 @@ class Hub:
         body = pub.to_dict()
         conflate = channel if ch.opts.latest_value else None
         cache: dict[Hashable, bytes] = {}
+        delivered = 0
         for sub in subs:
             key = sub.wire_key
             data = cache.get(key)
             if data is None:
-                data = cache[key] = sub.encode_push(channel, "pub", body)
-            sub.write_wire(data, conflate)
-        self.stats.deliveries += len(subs)
+                data = cache[key] = self._encode(sub, channel, "pub", body)
+            if data:
+                sub.write_wire(data, conflate)
+                delivered += 1
+        self.stats.deliveries += delivered
+
+    @staticmethod
+    def _encode(sub: Subscriber, channel: str, kind: str, body: dict[str, Any]) -> bytes:
+        """Encode for one wire format; a failure skips that format, not the others."""
+        try:
+            return sub.encode_push(channel, kind, body)
+        except Exception:
+            log.exception("cannot encode a %s push of %s for %r; skipping that format", kind, channel, sub.wire_key)
+            return b""
 
     def _stream_broken(self, channel: str, ch: _Channel, why: str) -> None:
         """Local subscribers may have missed publications: make them recover."""
@@ -480,8 +492,9 @@ class Hub:
             key = sub.wire_key
             data = cache.get(key)
             if data is None:
-                data = cache[key] = sub.encode_push(channel, kind, body)
-            sub.write_wire(data)
+                data = cache[key] = self._encode(sub, channel, kind, body)
+            if data:
+                sub.write_wire(data)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
         self.stats.joins += 1

@@ -20,6 +20,8 @@ def readiness_problems(ctx: Context, history_healthy: Callable[[], bool]) -> lis
     s = ctx.settings
     hub = ctx.hub
     reasons = []
+    if ctx.limiter.closing:
+        reasons.append("shutting down")
     if not hub.broker.healthy():
         reasons.append(f"broker unreachable (engine={s.engine})")
     if not hub.presence_manager.healthy():

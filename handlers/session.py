@@ -12,8 +12,9 @@ import asyncio
 import logging
 import time
 import uuid
+from types import MappingProxyType
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Hashable, Protocol
+from typing import Any, Awaitable, Callable, Hashable, Mapping, Protocol
 
 from channels import errors
 from channels.errors import Disconnect, DisconnectCode, SquallError
@@ -58,7 +59,6 @@ class _Sub:
     expire_at: int = 0
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
 class ClientSession:
@@ -83,7 +83,6 @@ class ClientSession:
         "_stale_handle",
         "_expire_handle",
         "_sub_expire_handle",
-        "_handlers",
         "meta",
         "_ip_counted",
         "_user_counted",
@@ -115,20 +114,6 @@ class ClientSession:
         self._ip_counted = False
         self._user_counted = False
         self._unsent_disconnect: DisconnectCode | None = None
-        self._handlers: dict[str, Handler] = {
-            "connect": self._connect,
-            "subscribe": self._subscribe,
-            "unsubscribe": self._unsubscribe,
-            "publish": self._publish,
-            "presence": self._presence,
-            "presence_stats": self._presence_stats,
-            "history": self._history,
-            "ping": self._ping,
-            "send": self._send,
-            "rpc": self._rpc,
-            "refresh": self._refresh,
-            "sub_refresh": self._sub_refresh,
-        }
 
     # ------------------------------------------------------------ lifecycle
     def opened(self) -> None:
@@ -155,6 +140,13 @@ class ClientSession:
         if was_connected:
             hub.remove_client(self)
             self.ctx.pinger.remove(self)
+            code = errors.CONNECTION_CLOSED
+            self.ctx.observer.disconnect(code.code)
+            log.info(
+                "disconnect client=%s user=%s code=%d reason=%s",
+                self.client_id, self.user, code.code, code.reason,
+                extra={"event": "disconnect", "client": self.client_id, "user": self.user, "code": code.code},
+            )
         for channel in list(self.subs):
             self.subs.pop(channel, None)
             try:
@@ -199,6 +191,7 @@ class ClientSession:
         log.info(
             "disconnect client=%s user=%s code=%d reason=%s",
             self.client_id, self.user, code.code, reason or code.reason,
+            extra={"event": "disconnect", "client": self.client_id, "user": self.user, "code": code.code},
         )
         self.wire.close(code.code, reason or code.reason)
 
@@ -254,7 +247,7 @@ class ClientSession:
             self._reply_error(cmd.id, errors.TooManyRequests())
             return
         self._limited = 0
-        handler = self._handlers.get(method)
+        handler = _COMMANDS.get(method)
         if handler is None:
             self._reply_error(cmd.id, errors.MethodNotFound())
             return
@@ -264,7 +257,7 @@ class ClientSession:
         started = time.perf_counter()
         code = 0
         try:
-            result = await handler(cmd.params)
+            result = await handler(self, cmd.params)
         except SquallError as e:
             code = e.code
             if e.code != 100:
@@ -273,7 +266,8 @@ class ClientSession:
                 log.warning("client=%s %s -> temporary error: %s", self.client_id, method, e.message)
             self._reply_error(cmd.id, e)
             return
-        except Disconnect:
+        except Disconnect as d:
+            code = d.code
             raise
         except (KeyError, TypeError, ValueError) as e:
             code = errors.BadRequest.code
@@ -415,7 +409,10 @@ class ClientSession:
         ctx.hub.add_client(self)
         ctx.pinger.add(self)
         self._schedule_expiry()
-        log.info("connect client=%s user=%s ip=%s", self.client_id, user, self.remote_ip)
+        log.info(
+            "connect client=%s user=%s ip=%s", self.client_id, user, self.remote_ip,
+            extra={"event": "connect", "client": self.client_id, "user": user, "ip": self.remote_ip},
+        )
         result: dict[str, Any] = {
             "client": self.client_id,
             "version": ctx.version,
@@ -655,6 +652,26 @@ class ClientSession:
         sub.expire_at = sc.expire_at
         self._schedule_sub_expiry()
         return self._ttl(sc.expire_at)
+
+
+# method -> handler; read-only and shared by every session (a per-session
+# dict of bound methods cost ~460 bytes per connection)
+_COMMANDS: Mapping[str, Callable[[ClientSession, dict[str, Any]], Awaitable[dict[str, Any] | None]]] = MappingProxyType(
+    {
+        "connect": ClientSession._connect,
+        "subscribe": ClientSession._subscribe,
+        "unsubscribe": ClientSession._unsubscribe,
+        "publish": ClientSession._publish,
+        "presence": ClientSession._presence,
+        "presence_stats": ClientSession._presence_stats,
+        "history": ClientSession._history,
+        "ping": ClientSession._ping,
+        "send": ClientSession._send,
+        "rpc": ClientSession._rpc,
+        "refresh": ClientSession._refresh,
+        "sub_refresh": ClientSession._sub_refresh,
+    }
+)
 
 
 def parse_history_query(params: dict[str, Any], max_limit: int) -> HistoryQuery:

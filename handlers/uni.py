@@ -361,7 +361,7 @@ class UniHandler(tornado.web.RequestHandler):
             return
         if not self.ctx.limiter.admit_socket():
             self.set_status(503)
-            self.set_header("Retry-After", "1")
+            self.set_header("Retry-After", str(self.ctx.limiter.retry_after()))
             self.finish("too many new connections")
             return
         request = self._parse(raw)

@@ -234,3 +234,22 @@ async def test_resync_makes_subscribers_recover_after_missed_publications(hub: H
     hub.on_broker_resync()
     await hub.drain_background()
     assert s.disconnects == [errors.INSUFFICIENT_STATE.code]
+
+
+class BrokenSub(FakeSub):
+    """A transport whose encoder fails (e.g. a value its format cannot carry)."""
+
+    def encode_push(self, channel: str, kind: str, body: dict[str, Any]) -> bytes:
+        raise TypeError("cannot encode")
+
+
+@pytest.mark.gen_test
+async def test_encoding_failure_skips_only_that_format(hub: Hub) -> None:
+    """One wire format failing to encode does not stop delivery to the others."""
+    bad, good = BrokenSub("b", key="broken"), FakeSub("g", key="json")
+    opts = hub.namespaces.lookup("p:enc")
+    await hub.subscribe(bad, "p:enc", opts, info("b"))
+    await hub.subscribe(good, "p:enc", opts, info("g"))
+    await hub.publish("p:enc", 1)
+    assert len(good.pubs()) == 1 and bad.frames == []
+    assert hub.stats.deliveries == 1

@@ -30,3 +30,13 @@ async def test_ready_is_200_with_memory_backends(http_server, http_port):
     assert r.code == 200
     assert json.loads(r.body) == {"status": "ready"}
     assert r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.gen_test
+async def test_ready_is_503_while_shutting_down(http_server, http_port, squall_app):
+    """Once shutdown stops admitting clients, /ready tells load balancers to drain."""
+    squall_app.ctx.limiter.stop_admitting()
+    code, body = await get(http_port, "/ready")
+    assert code == 503 and "shutting down" in body["reasons"]
+    code, _ = await get(http_port, "/health")
+    assert code == 200
