@@ -21,15 +21,14 @@ from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
 
 pytestmark = pytest.mark.browser
 
-KEY = "dashboard-test-key"
+KEY = "demo"  # the demo configuration's API key
 FEED_SECONDS = 40  # bounded; stopped as soon as the test ends
 
 
 @pytest.fixture(scope="module")
 def dash_squall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SquallProcess]:
-    """The demo configuration (with its metrics namespace) plus an API key."""
-    config = f'api_key = "{KEY}"\n' + DEMO_CONFIG.read_text()
-    sp = start_squall(Path(tmp_path_factory.mktemp("dash")), config)
+    """The demo configuration as shipped: metrics namespace and API key."""
+    sp = start_squall(Path(tmp_path_factory.mktemp("dash")), DEMO_CONFIG.read_text())
     try:
         yield sp
     finally:
