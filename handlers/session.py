@@ -75,7 +75,7 @@ class ClientSession:
         "closed",
         "subs",
         "expire_at",
-        "_inflight",
+        "_running",
         "_bucket",
         "_limited",
         "_ping_sent",
@@ -101,7 +101,7 @@ class ClientSession:
         self.closed = False
         self.subs: dict[str, _Sub] = {}
         self.expire_at = 0
-        self._inflight: set[int] = set()
+        self._running = 0  # id of the command being processed (they run one at a time)
         s = ctx.settings
         self._bucket = TokenBucket(s.client_command_rate_limit, s.client_command_burst) if s.client_command_rate_limit > 0 else None
         self._limited = 0
@@ -236,7 +236,7 @@ class ClientSession:
             raise Disconnect(errors.BAD_REQUEST, "connect first")
         if self.connected and method == "connect":
             raise Disconnect(errors.BAD_REQUEST, "already connected")
-        if cmd.id in self._inflight:
+        if cmd.id and cmd.id == self._running:
             raise Disconnect(errors.BAD_REQUEST, "duplicate command id")
         if not cmd.id and method not in ("send",):
             raise Disconnect(errors.BAD_REQUEST, "command id required")
@@ -251,7 +251,7 @@ class ClientSession:
         if handler is None:
             self._reply_error(cmd.id, errors.MethodNotFound())
             return
-        self._inflight.add(cmd.id)
+        self._running = cmd.id
         hub = self.ctx.hub
         hub.inflight += 1
         started = time.perf_counter()
@@ -281,7 +281,7 @@ class ClientSession:
             return
         finally:
             hub.inflight -= 1
-            self._inflight.discard(cmd.id)
+            self._running = 0
             self.ctx.observer.command(method, code, time.perf_counter() - started)
         if result is not None and cmd.id:
             after: list[bytes] = result.pop(_AFTER, ())

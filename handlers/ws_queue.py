@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 class OutQueue:
     """Queue half of a wire; subclasses say how bytes reach the socket."""
 
-    __slots__ = ("session", "_flusher", "_limit", "_out", "_out_bytes", "_conflate", "_marked", "_draining", "_closing")
+    __slots__ = (
+        "session", "_flusher", "_limit", "_out", "_out_bytes", "_conflate", "_dead", "_marked", "_draining", "_closing",
+    )
 
     def __init__(self, flusher: Flusher, limit: int) -> None:
         self.session: ClientSession | None = None
@@ -33,6 +35,7 @@ class OutQueue:
         self._out: list[bytes] | None = None  # made on demand: most sockets sit idle
         self._out_bytes = 0
         self._conflate: dict[str, int] | None = None  # channel -> index in _out; rare, made on demand
+        self._dead = 0  # superseded (emptied) entries in _out
         self._marked = False
         self._draining = False
         self._closing = False
@@ -49,9 +52,15 @@ class OutQueue:
                 where = self._conflate = {}
             i = where.get(conflate)
             if i is not None:
-                self._out_bytes += len(data) - len(out[i])
-                out[i] = data
-                return
+                # The newer value goes to the end, so it never overtakes what
+                # was queued after the older one (e.g. a resubscribe reply);
+                # the older one is emptied in place (b"" writes nothing).
+                self._out_bytes -= len(out[i])
+                out[i] = b""
+                del where[conflate]
+                self._dead += 1
+                if self._dead > 16 and 2 * self._dead > len(out):
+                    out = self._compact(out, where)
             where[conflate] = len(out)
         out.append(data)
         self._out_bytes += len(data)
@@ -68,11 +77,26 @@ class OutQueue:
             return
         self._send(self._take())
 
+    def _compact(self, out: list[bytes], where: dict[str, int]) -> list[bytes]:
+        """Drop emptied entries so a long backed-up latest-value feed stays small."""
+        new_index: dict[int, int] = {}
+        kept: list[bytes] = []
+        for i, frame in enumerate(out):
+            if frame:
+                new_index[i] = len(kept)
+                kept.append(frame)
+        for channel, i in list(where.items()):
+            where[channel] = new_index[i]
+        self._out = kept
+        self._dead = 0
+        return kept
+
     def _take(self) -> list[bytes]:
         out = self._out
         self._out = None
         self._out_bytes = 0
         self._conflate = None
+        self._dead = 0
         return out if out is not None else []
 
     def queued_bytes(self) -> int:

@@ -55,18 +55,33 @@ async def test_frames_of_one_turn_go_out_in_one_write_in_order() -> None:
 
 
 @pytest.mark.gen_test
-async def test_conflation_replaces_in_place_while_backed_up() -> None:
-    """A newer frame of a latest-value channel takes the older one's place; others keep theirs."""
+async def test_conflation_keeps_only_the_newest_and_never_reorders() -> None:
+    """A newer frame of a latest-value channel supersedes the older one and goes
+    after everything queued in between (a reply queued meanwhile stays first)."""
     q, s = sink()
     q._draining = True  # the socket is backed up: frames wait in the queue
     q.write(b"cpu=1;", "metrics:cpu")
-    q.write(b"chat;")
+    q.write(b"reply;")
     q.write(b"cpu=22;", "metrics:cpu")
     q.write(b"mem=5;", "metrics:mem")
-    assert q.queued_bytes() == len(b"cpu=22;chat;mem=5;")
+    assert q.queued_bytes() == len(b"reply;cpu=22;mem=5;")
     q._draining = False
     q.flush()
-    assert q.sent == [b"cpu=22;chat;mem=5;"] and s.codes == []
+    assert q.sent == [b"reply;cpu=22;mem=5;"] and s.codes == []
+
+
+@pytest.mark.gen_test
+async def test_long_backed_up_feed_stays_compact() -> None:
+    """Thousands of superseded values do not grow the queue's list."""
+    q, _ = sink(limit=10_000)
+    q._draining = True
+    for i in range(5000):
+        q.write(b"v%d;" % i, "metrics:cpu")
+        q.write(b"w%d;" % i, "metrics:mem")
+    assert q._out is not None and len(q._out) < 100
+    q._draining = False
+    q.flush()
+    assert q.sent == [b"v4999;w4999;"]
 
 
 @pytest.mark.gen_test
