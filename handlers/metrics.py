@@ -124,6 +124,7 @@ class Metrics:
             "squall_command_duration_seconds", "Time to run a client command.", ("method",),
             buckets=COMMAND_BUCKETS, registry=reg,
         )
+        self._command_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.disconnects = Counter(
             "squall_disconnects", "Connections closed by the server, by disconnect code "
             "(3008 slow consumer, 3012 no pong, 3001 shutdown...).", ("code",), registry=reg,
@@ -204,8 +205,16 @@ class Metrics:
 
     # ------------------------------------------------------------ Observer
     def command(self, method: str, code: int, seconds: float) -> None:
-        self.commands.labels(method, str(code)).inc()
-        self.command_seconds.labels(method).observe(seconds)
+        # labels() costs a lock and a dict build per call: keep the children
+        key = (method, code)
+        child = self._command_children.get(key)
+        if child is None:
+            child = self._command_children[key] = (
+                self.commands.labels(method, str(code)),
+                self.command_seconds.labels(method),
+            )
+        child[0].inc()
+        child[1].observe(seconds)
 
     def disconnect(self, code: int) -> None:
         self.disconnects.labels(str(code)).inc()
