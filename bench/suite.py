@@ -138,6 +138,19 @@ def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: 
     return result
 
 
+def squall_gc_pause_max(port: int) -> float | None:
+    """The longest GC pause Squall recorded (seconds), from its own /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("squall_gc_pause_max_seconds"):
+            return float(line.split()[-1])
+    return None
+
+
 # ------------------------------------------------------------------ table
 ROWS: list[tuple[str, str, str, str, bool]] = [
     # scenario, label, path into the summary, format, lower is better
@@ -150,6 +163,7 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("idle", "KiB RSS / connection", "server.kib_per_connection", "{:.2f}", True),
     ("idle", "connection setup / s", "connect_rate", "{:,.0f}", False),
     ("idle", "server CPU µs / connect", "server.cpu_us_per_connect", "{:.0f}", True),
+    ("idle", "longest GC pause ms (Squall)", "server.gc_pause_max_ms", "{:.1f}", True),
     ("dashboard", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
     ("dashboard", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
     ("churn", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
@@ -214,6 +228,8 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     check("chat p99 <= 20 ms", None if a is None else a <= 20, f"{a} ms")
     a = dig(sq.get("idle", {}), "server.kib_per_connection")
     check("idle RSS <= 12 KiB/connection", None if a is None else a <= 12, f"{a} KiB")
+    a = dig(sq.get("idle", {}), "server.gc_pause_max_ms")
+    check("longest GC pause at the idle count <= 50 ms", None if a is None else a <= 50, f"{a} ms")
     a = dig(sq.get("idle", {}), "connect_rate")
     b = dig(nv.get("idle", {}), "connect_rate")
     check("connection setup rate >= 2x naive Tornado", None if a is None or b is None else a >= 2 * b, ratio(a, b))
@@ -279,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
             server = start_server(name, args.server_core, workdir / f"{name}.log")
             try:
                 r = run_one(server, scen, sargs, args.client_core, workdir)
+                if name == "squall":
+                    gc_max = squall_gc_pause_max(server.port)
+                    if gc_max is not None:
+                        r.setdefault("server", {})["gc_pause_max_ms"] = gc_max * 1000
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 print(f"   FAILED: {e}", flush=True)
                 failed = True
