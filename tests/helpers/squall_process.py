@@ -81,6 +81,9 @@ def test_config(**overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "allow_anonymous_connect_without_token": True,
         "ping_interval": 25,
+        # tests drive bursts from single connections; limit tests set their own
+        "client_connection_rate_limit": 0,
+        "client_command_rate_limit": 0,
         "namespaces": [
             {"name": "chat", **OPEN_NAMESPACE},
             {"name": "live", **{k: v for k, v in OPEN_NAMESPACE.items() if k not in ("history_size", "history_ttl", "force_recovery")}},

@@ -72,3 +72,10 @@ def test_demo_api_key_refused_off_loopback() -> None:
     with pytest.raises(ConfigError) as e:
         load(None, environ={"SQUALL_HOST": "0.0.0.0"})
     assert e.value.key == "api_key"
+
+
+def test_rate_limits_are_on_by_default() -> None:
+    """Production defaults protect against command floods and reconnect storms."""
+    s = load(None, environ={})
+    assert s.client_command_rate_limit > 0 and s.client_command_burst > 0
+    assert s.client_connection_rate_limit > 0
