@@ -34,7 +34,7 @@ class MemoryBroker:
         return None
 
     def healthy(self) -> bool:
-        return self._history.healthy()
+        return True  # in-process; the history store reports its own health
 
     async def subscribe(self, channel: str) -> None:
         return None

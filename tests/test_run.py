@@ -59,3 +59,12 @@ def test_gentoken_without_secret_exits_2() -> None:
     """gentoken with no secret configured says which key is missing."""
     r = run("gentoken", "--user", "alice")
     assert r.returncode == 2 and "token_hmac_secret_key" in r.stderr
+
+
+def test_checkconfig_reports_unreachable_backends() -> None:
+    """checkconfig connects: an unreachable MongoDB or Redis fails with status 1, named."""
+    r = run("checkconfig", "--history", "mongo", "--mongo-url", "mongodb://127.0.0.1:1")
+    assert r.returncode == 1
+    assert "history" in r.stderr and "engine" not in r.stderr
+    r = run("checkconfig", "--engine", "redis", "--redis-url", "redis://127.0.0.1:1/0")
+    assert r.returncode == 1 and "engine" in r.stderr
