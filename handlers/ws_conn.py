@@ -154,6 +154,11 @@ class WSConnection(OutQueue, asyncio.Protocol):
         session = self.session
         if session is not None:
             session.ctx.hub.spawn(session.closed_by_peer())
+        # Break the session <-> connection <-> transport cycle so a closed
+        # connection is freed by reference counting, never left to the cyclic
+        # collector (the server freezes long-lived objects; see server/gc_policy.py).
+        self.session = None
+        self._stream = None
 
     # ------------------------------------------------------------ input
     def _received(self, op: int, payload: bytes | str) -> None:

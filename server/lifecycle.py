@@ -61,11 +61,12 @@ async def shutdown(squall: Squall, server: HTTPServer | None) -> None:
 
 async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = None) -> int:
     squall = build(settings)
-    await squall.start()
-    # Start-up objects (modules, settings, backends) live as long as the
+    # Start-up objects (modules, settings, handlers) live as long as the
     # process: keep them out of every later collection, shortening GC pauses.
+    # Done before start(), whose GC monitor would count this one collection.
     gc.collect()
     gc.freeze()
+    await squall.start()
     server = HTTPServer(squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20))
     if sockets:
         server.add_sockets(sockets)
