@@ -158,7 +158,11 @@ class WSConnection(OutQueue, asyncio.Protocol):
         # connection is freed by reference counting, never left to the cyclic
         # collector (the server freezes long-lived objects; see server/gc_policy.py).
         self.session = None
-        self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None and hasattr(stream, "_read_ready_cb"):
+            # asyncio's selector transport keeps a bound method of itself
+            # (a cycle) after it closed; it never reads again, so drop it.
+            stream._read_ready_cb = None
 
     # ------------------------------------------------------------ input
     def _received(self, op: int, payload: bytes | str) -> None:

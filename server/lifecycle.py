@@ -20,6 +20,7 @@ from tornado.httpserver import HTTPServer
 
 from channels import errors
 from server.app import Squall, build
+from server.gc_policy import GcPolicy
 from server.settings import Settings
 
 log = logging.getLogger("squall.server")
@@ -66,7 +67,9 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
     # Done before start(), whose GC monitor would count this one collection.
     gc.collect()
     gc.freeze()
+    gc_policy = GcPolicy(settings.gc_full_collect_interval)
     await squall.start()
+    gc_policy.start()
     server = HTTPServer(squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20))
     if sockets:
         server.add_sockets(sockets)
@@ -89,6 +92,7 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
     await stop.wait()
+    gc_policy.stop()
     await shutdown(squall, server)
     return 0
 

@@ -90,6 +90,7 @@ class Settings:
     recovery_max_publication_limit: int = _doc("Most publications one recovery returns; beyond: recovered=false.", 1000)
     write_delay_ms: float = _doc("Coalesce outbound frames per connection for this long (0 = next loop turn).", 0.0)
     websocket_compression: bool = _doc("Offer permessage-deflate.", False)
+    gc_full_collect_interval: float = _doc("Seconds between full collections that include frozen long-lived objects (one long pause each); 0 = never.", 3600.0)
     shutdown_drain_seconds: float = _doc("Spread shutdown disconnects over this many seconds.", 3.0)
     hooks: str = _doc("In-process Python hooks: 'package.module:factory' returning handlers.hooks.Hooks.", "")
     # --- channels --------------------------------------------------------
