@@ -74,7 +74,7 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
     if sockets:
         server.add_sockets(sockets)
     else:
-        server.listen(settings.port, settings.host)
+        server.listen(settings.port, settings.host, backlog=settings.listen_backlog)
     log.info(
         "squall listening on http://%s:%d/ (engine=%s, history=%s, node=%s)",
         settings.host, settings.port, settings.engine, settings.history, squall.ctx.hub.node_id[:8],
@@ -105,7 +105,7 @@ def run(settings: Settings) -> int:
 
     from server.workers import supervise
 
-    sockets = bind_sockets(settings.port, settings.host)
+    sockets = bind_sockets(settings.port, settings.host, backlog=settings.listen_backlog)
     n = settings.processes or os.cpu_count() or 1
     log.info("starting %d worker processes on %s:%d", n, settings.host, settings.port)
     return supervise(n, lambda index: asyncio.run(serve(settings, sockets)))

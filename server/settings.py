@@ -39,6 +39,7 @@ class Settings:
     # --- listening -------------------------------------------------------
     host: str = _doc("Address to listen on.", "127.0.0.1")
     port: int = _doc("TCP port to listen on.", 8000)
+    listen_backlog: int = _doc("Pending TCP connections the kernel queues (capped by net.core.somaxconn); room for reconnect storms.", 2048)
     processes: int = _doc("Worker processes sharing the port; 0 = one per core. >1 needs engine=redis.", 1)
     node_name: str = _doc("Name of this node in `info` and logs; empty = hostname:port.", "")
     # --- logging ---------------------------------------------------------
