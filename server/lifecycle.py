@@ -98,14 +98,26 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
 
 
 def run(settings: Settings) -> int:
-    """Serve in this process, or fork ``processes`` workers sharing the port."""
+    """Serve in this process, or fork ``processes`` workers sharing the port.
+
+    Each worker binds its own socket with SO_REUSEPORT, so the kernel spreads
+    new connections evenly over the workers (one shared socket would leave
+    that to whichever worker wakes first).
+    """
     if settings.processes == 1:
         return asyncio.run(serve(settings))
     from tornado.netutil import bind_sockets
 
     from server.workers import supervise
 
-    sockets = bind_sockets(settings.port, settings.host, backlog=settings.listen_backlog)
+    # Fail here, clearly, when the port is taken; then let the workers bind.
+    for s in bind_sockets(settings.port, settings.host, reuse_port=True):
+        s.close()
     n = settings.processes or os.cpu_count() or 1
     log.info("starting %d worker processes on %s:%d", n, settings.host, settings.port)
-    return supervise(n, lambda index: asyncio.run(serve(settings, sockets)))
+
+    def worker(index: int) -> int:
+        sockets = bind_sockets(settings.port, settings.host, backlog=settings.listen_backlog, reuse_port=True)
+        return asyncio.run(serve(settings, sockets))
+
+    return supervise(n, worker)
