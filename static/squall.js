@@ -68,6 +68,25 @@ export function defaultUrl(loc = globalThis.location) {
 }
 
 /** Minimal event emitter: on() returns a function that removes the handler. */
+
+/**
+ * Resolves with `value` on `okEvent`; rejects on `failEvent` (with its code
+ * and reason) or after `timeoutMs`. Listeners are removed either way.
+ */
+function waitForEvent(emitter, okEvent, failEvent, timeoutMs, timeoutMessage, value) {
+  return new Promise((resolve, reject) => {
+    const offs = [];
+    const done = (fn, arg) => {
+      clearTimeout(timer);
+      offs.forEach((off) => off());
+      fn(arg);
+    };
+    const timer = setTimeout(() => done(reject, new SquallError(ClientCode.TIMEOUT, timeoutMessage, true)), timeoutMs);
+    offs.push(emitter.on(okEvent, () => done(resolve, value)));
+    offs.push(emitter.on(failEvent, (ev) => done(reject, new SquallError(ev.code, ev.reason))));
+  });
+}
+
 class Emitter {
   constructor() {
     this._handlers = new Map();
@@ -150,20 +169,7 @@ export class Subscription extends Emitter {
     if (this.state === SubState.UNSUBSCRIBED) {
       return Promise.reject(new SquallError(ClientCode.UNSUBSCRIBE_CALLED, 'not subscribing'));
     }
-    return new Promise((resolve, reject) => {
-      const offs = [];
-      const done = (fn, arg) => {
-        clearTimeout(timer);
-        offs.forEach((off) => off());
-        fn(arg);
-      };
-      const timer = setTimeout(
-        () => done(reject, new SquallError(ClientCode.TIMEOUT, 'subscribe timeout', true)),
-        timeoutMs,
-      );
-      offs.push(this.on('subscribed', () => done(resolve, this)));
-      offs.push(this.on('unsubscribed', (ev) => done(reject, new SquallError(ev.code, ev.reason))));
-    });
+    return waitForEvent(this, 'subscribed', 'unsubscribed', timeoutMs, 'subscribe timeout', this);
   }
 
   publish(data) {
@@ -467,20 +473,7 @@ export class Client extends Emitter {
     if (this.state === State.DISCONNECTED) {
       return Promise.reject(new SquallError(ClientCode.DISCONNECT_CALLED, 'client is disconnected'));
     }
-    return new Promise((resolve, reject) => {
-      const offs = [];
-      const done = (fn, arg) => {
-        clearTimeout(timer);
-        offs.forEach((off) => off());
-        fn(arg);
-      };
-      const timer = setTimeout(
-        () => done(reject, new SquallError(ClientCode.TIMEOUT, 'timeout waiting for connection', true)),
-        this.options.timeout,
-      );
-      offs.push(this.on('connected', () => done(resolve)));
-      offs.push(this.on('disconnected', (ev) => done(reject, new SquallError(ev.code, ev.reason))));
-    });
+    return waitForEvent(this, 'connected', 'disconnected', this.options.timeout, 'timeout waiting for connection');
   }
 
   _openTransport() {

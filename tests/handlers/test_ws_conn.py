@@ -19,6 +19,7 @@ import pytest
 
 from handlers import wsframe
 from tests.handlers.test_wsframe import client_frame
+from tests.helpers.rawws import read_frame
 from tests.helpers.squall_process import test_config
 
 QUEUE_MAX = 64 * 1024
@@ -76,13 +77,7 @@ class Raw:
         self.writer.write(client_frame(orjson.dumps(obj), opcode))
 
     async def frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
-        b1, b2 = await asyncio.wait_for(self.reader.readexactly(2), timeout)
-        n = b2 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        return b1 & 0x0F, await asyncio.wait_for(self.reader.readexactly(n), timeout)
+        return await read_frame(self.reader, timeout)
 
     async def message(self) -> dict[str, Any]:
         op, data = await self.frame()

@@ -62,13 +62,7 @@ class RawWS:
 
     async def frame(self, timeout: float = 5.0) -> tuple[int, bytes]:
         """Next (opcode, payload) from the server (server frames are unmasked)."""
-        b1, b2 = await asyncio.wait_for(self.reader.readexactly(2), timeout)
-        n = b2 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        return b1 & 0x0F, await asyncio.wait_for(self.reader.readexactly(n), timeout)
+        return await read_frame(self.reader, timeout)
 
     async def until_close(self, timeout: float = 10.0, max_frames: int = 1_000_000) -> tuple[int, int]:
         """Read until the close frame: (close code, data frames read before it)."""
@@ -80,3 +74,15 @@ class RawWS:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def read_frame(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Read one unmasked server frame: (opcode, payload)."""
+    b1, b2 = await asyncio.wait_for(reader.readexactly(2), timeout)
+    n = b2 & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", await reader.readexactly(2))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", await reader.readexactly(8))
+    return b1 & 0x0F, await asyncio.wait_for(reader.readexactly(n), timeout)
+
