@@ -50,6 +50,7 @@ class Plan:
     drain: float = 10.0  # longest wait for deliveries after the last publish
     quiet: float = 1.0  # a drain ends after this long without a delivery
     workers: int = 1
+    loop: str = "asyncio"  # event loop of each worker: asyncio or uvloop
     seed: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 

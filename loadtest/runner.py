@@ -32,12 +32,23 @@ class BarrierSync:
         await asyncio.get_running_loop().run_in_executor(None, self.barrier.wait, BARRIER_TIMEOUT)
 
 
+def _run(coro: Any, loop: str) -> Any:
+    """Run ``coro`` on a fresh loop of the chosen kind."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
 def _worker_main(plan: Plan, target: Target, index: int, barrier: Any, events: Any) -> None:
     def emit(kind: str, payload: dict[str, Any]) -> None:
         events.put((kind, payload))
 
     try:
-        result = asyncio.run(run_worker(plan, target, index, BarrierSync(barrier), emit))
+        result = _run(run_worker(plan, target, index, BarrierSync(barrier), emit), plan.loop)
         events.put(("result", result))
     except BaseException:  # the parent must hear of any failure, then we exit
         barrier.abort()
@@ -49,7 +60,7 @@ def run_plan(plan: Plan, target: Target, agg: Aggregator) -> None:
     if plan.workers <= 1:
         plan = replace(plan, workers=1)
         try:
-            result = asyncio.run(run_worker(plan, target, 0, NoSync(), agg.on_event))
+            result = _run(run_worker(plan, target, 0, NoSync(), agg.on_event), plan.loop)
         except (OSError, ConnectionError) as e:
             agg.on_event("failed", {"worker": 0, "error": f"{type(e).__name__}: {e}"})
             return

@@ -94,8 +94,7 @@ class WebSocketClient(asyncio.Protocol):
 
     # ---------------------------------------------------------------- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
         transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:

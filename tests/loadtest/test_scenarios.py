@@ -28,11 +28,15 @@ def assert_clean(rc: int, s: dict[str, object]) -> None:
     ],
     ids=lambda s: s[0],
 )
-def test_baseline_asyncio_counts_match(asyncio_baseline: Baseline, run_tool: RunTool, scenario: tuple[str, ...]) -> None:
-    """The tool's delivery count equals the asyncio baseline's own counter."""
-    rc, s = run_tool(*scenario, *SHORT, "--url", asyncio_baseline.ws_url,
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_baseline_asyncio_counts_match(
+    asyncio_baseline: Baseline, run_tool: RunTool, scenario: tuple[str, ...], loop: str
+) -> None:
+    """The tool's delivery count equals the asyncio baseline's own counter, on either event loop."""
+    rc, s = run_tool(*scenario, *SHORT, "--loop", loop, "--url", asyncio_baseline.ws_url,
                      "--server-pid", str(asyncio_baseline.proc.pid), "--stats-url", asyncio_baseline.stats_url)
     assert_clean(rc, s)
+    assert s["plan"]["loop"] == loop
     assert s["deliveries"] > 0
     assert s["deliveries"] == s["expected"] == s["server"]["deliveries"]
     assert s["server"]["cpu_us_per_delivery"] > 0
