@@ -33,6 +33,8 @@ from handlers.ws_queue import OutQueue
 
 log = logging.getLogger("squall.ws")
 
+WS_PATH = "/connection/websocket"
+
 
 class WSWire(OutQueue):
     """The session's Wire on Tornado's stock WebSocket (compression on).
@@ -142,26 +144,15 @@ class WebSocketHandler(_TornadoWS):
         if refusal is not None:
             self._refuse(refusal)
             return
-        fmt = self.get_query_argument("format", "json")
-        ctx = self.ctx
-        s = ctx.settings
-        bad_format = fmt not in ("json", "msgpack")
-        conn = WSConnection(codec_for("json" if bad_format else fmt), ctx.flusher, s.client_queue_max_size, s.max_message_size)
-        remote_ip = self.request.remote_ip or ""
-        response = switching_protocols(headers["Sec-WebSocket-Key"])
         taken = _release(self.detach())
         if taken is None:
             return
         sock, early = taken
-        if bad_format:
-            conn.start(response, early, None, errors.BAD_REQUEST.code, "unknown format")
-        else:
-            conn.start(response, early, ClientSession(ctx, conn, remote_ip))
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
-        except OSError as e:
-            log.info("lost a socket during the upgrade: %s", e)
-            sock.close()
+        conn = lean_connection(
+            self.ctx, headers["Sec-WebSocket-Key"], self.get_query_argument("format", "json"),
+            self.request.remote_ip or "", early,
+        )
+        await adopt(conn, sock)
 
     # ------------------------------------------------------------ stock path
     def open(self, *args: str, **kwargs: str) -> None:
@@ -200,6 +191,31 @@ class WebSocketHandler(_TornadoWS):
         if session is not None:
             self.session = None
             self.ctx.hub.spawn(session.closed_by_peer())
+
+
+def lean_connection(ctx: Context, key: str, fmt: str, remote_ip: str, early: bytes) -> WSConnection:
+    """The lean path's connection for a checked upgrade (the handler's and
+    :mod:`handlers.front_door`'s): it answers 101 and opens the session when
+    the loop gives it the socket; an unknown ``format`` closes it with 3501
+    right after the 101, as the stock path does."""
+    s = ctx.settings
+    bad_format = fmt not in ("json", "msgpack")
+    conn = WSConnection(codec_for("json" if bad_format else fmt), ctx.flusher, s.client_queue_max_size, s.max_message_size)
+    response = switching_protocols(key)
+    if bad_format:
+        conn.start(response, early, None, errors.BAD_REQUEST.code, "unknown format")
+    else:
+        conn.start(response, early, ClientSession(ctx, conn, remote_ip))
+    return conn
+
+
+async def adopt(conn: WSConnection, sock: socket.socket) -> None:
+    """Give ``sock`` (connected, request head consumed) to ``conn`` on the asyncio loop."""
+    try:
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+    except OSError as e:
+        log.info("lost a socket during the upgrade: %s", e)
+        sock.close()
 
 
 def _release(stream: IOStream) -> tuple[socket.socket, bytes] | None:

@@ -12,9 +12,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tornado.httputil import HTTPHeaders
+from tornado.netutil import is_valid_ip
 
 from handlers.wsframe import accept_key
 
@@ -69,3 +70,20 @@ def cross_origin_refusal(headers: HTTPHeaders, check: Callable[[str], bool]) -> 
     if origin and check(origin):
         return None
     return f"Sec-Fetch-Site {site} & origin {origin!r} not allowed"
+
+
+def client_ip(headers: HTTPHeaders, peer: str) -> str:
+    """The client's address as Tornado's ``HTTPServer(xheaders=True)`` sets
+    ``request.remote_ip``: X-Real-Ip, else the last X-Forwarded-For entry,
+    when valid; else the peer's address."""
+    real, forwarded = headers.get("X-Real-Ip"), headers.get("X-Forwarded-For")
+    if real is None and forwarded is None:
+        return peer
+    ip = real if real is not None else forwarded.split(",")[-1].strip()  # type: ignore[union-attr]
+    return ip if is_valid_ip(ip) else peer
+
+
+def query_format(query: str) -> str:
+    """The ``format`` query argument as ``get_query_argument("format", "json")`` reads it."""
+    values = parse_qs(query, keep_blank_values=True).get("format")
+    return values[-1].strip() if values else "json"

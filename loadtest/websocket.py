@@ -17,7 +17,7 @@ import hashlib
 import os
 import socket
 import struct
-from typing import Callable
+from typing import Callable, cast
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux: pick the source port at connect(), not bind()
@@ -94,8 +94,9 @@ class WebSocketClient(asyncio.Protocol):
 
     # ---------------------------------------------------------------- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
-        transport.write(self._request)
+        # uvloop's transports are not asyncio.Transport subclasses, hence no isinstance check
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf

@@ -19,6 +19,7 @@ from typing import Sequence
 from tornado.httpserver import HTTPServer
 
 from channels import errors
+from handlers.front_door import FrontDoor
 from server.app import Squall, build
 from server.gc_policy import GcPolicy
 from server.settings import Settings
@@ -27,7 +28,7 @@ log = logging.getLogger("squall.server")
 INFLIGHT_WAIT = 10.0
 
 
-async def shutdown(squall: Squall, server: HTTPServer | None) -> None:
+async def shutdown(squall: Squall, server: FrontDoor | None) -> None:
     """Drain this node; see the module docstring for the order of steps."""
     # From here new sockets get 503 and connect commands on sockets already
     # open get 3001, so nobody slips in behind the disconnect batches.
@@ -60,6 +61,14 @@ async def shutdown(squall: Squall, server: HTTPServer | None) -> None:
     log.info("shutdown complete")
 
 
+def front_door(squall: Squall) -> FrontDoor:
+    """The HTTP server behind the door that accepts every connection (needs a running loop)."""
+    settings = squall.settings
+    http = HTTPServer(squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20))
+    # permessage-deflate is Tornado's: then every connection goes to Tornado
+    return FrontDoor(squall.ctx, http, lean=not settings.websocket_compression)
+
+
 async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = None) -> int:
     squall = build(settings)
     # Start-up objects (modules, settings, handlers) live as long as the
@@ -70,7 +79,7 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
     gc_policy = GcPolicy(settings.gc_full_collect_interval)
     await squall.start()
     gc_policy.start()
-    server = HTTPServer(squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20))
+    server = front_door(squall)
     if sockets:
         server.add_sockets(sockets)
     else:

@@ -15,13 +15,13 @@ from handlers.http_stream import HttpStreamHandler
 from handlers.metrics import Metrics, MetricsHandler
 from handlers.pages import PageHandler
 from handlers.sse import SSEHandler
-from handlers.websocket import WebSocketHandler
+from handlers.websocket import WS_PATH, WebSocketHandler
 from server.backends import Backends
 
 
 def routes(ctx: Context, backends: Backends, static_dir: Path) -> list[Any]:
     table: list[Any] = [
-        (r"/connection/websocket", WebSocketHandler, {"ctx": ctx}),
+        (WS_PATH, WebSocketHandler, {"ctx": ctx}),
         (r"/health", HealthHandler, {"ctx": ctx}),
         (r"/ready", ReadyHandler, {"ctx": ctx, "history_healthy": backends.history.healthy}),
         (r"/", PageHandler, {"path": str(static_dir / "index.html")}),

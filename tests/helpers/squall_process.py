@@ -21,7 +21,9 @@ from typing import Any, Iterator, Mapping
 
 import pytest
 
+from handlers.front_door import FrontDoor
 from server.app import Squall, build
+from server.lifecycle import front_door
 from server.settings import Settings, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,6 +235,21 @@ def squall_app(io_loop: Any, squall_settings: Settings) -> Iterator[Squall]:
 @pytest.fixture
 def app(squall_app: Squall) -> Any:
     return squall_app.app
+
+
+@pytest.fixture
+def http_server(io_loop: Any, _unused_port: Any, squall_app: Squall) -> Iterator[FrontDoor]:
+    """pytest-tornado's fixture, but served as run.py serves: through the front door."""
+
+    async def make() -> FrontDoor:
+        door = front_door(squall_app)
+        door.add_sockets([_unused_port[0]])
+        return door
+
+    door: FrontDoor = io_loop.run_sync(make)
+    yield door
+    door.stop()
+    io_loop.run_sync(door.close_all_connections, timeout=10)
 
 
 @pytest.fixture

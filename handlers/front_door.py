@@ -1,0 +1,168 @@
+"""The listening sockets' first reader: client WebSocket upgrades skip
+Tornado's HTTP machinery, every other connection goes to Tornado unchanged.
+
+Why: for each new WebSocket Tornado builds an IOStream, an HTTP1Connection
+with its coroutine, routes the request, builds a RequestHandler, and then the
+lean path gives all of it up again to keep only the socket (about a third of
+the server's CPU per connect; docs/FASTPATH.md). The door accepts the socket
+itself and peeks at the request head (``MSG_PEEK``, so nothing is consumed):
+
+* ``GET`` of the WebSocket path whose head passes every check the handler
+  makes (rate limit, upgrade headers, origin) is consumed here and handed to
+  :func:`handlers.websocket.lean_connection`, the same code the handler uses;
+* anything else (other paths, a head split over several segments, a refused
+  upgrade, a client that sends nothing for ``HEAD_WAIT``) goes to
+  ``HTTPServer.handle_stream`` untouched, so Tornado answers it exactly as
+  it would have without the door, refusals included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, Callable, Iterable
+
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders, HTTPInputError, parse_request_start_line
+from tornado.iostream import IOStream
+from tornado.netutil import add_accept_handler, bind_sockets
+
+from handlers.context import Context
+from handlers.origins import origin_allowed
+from handlers.websocket import WS_PATH, adopt, lean_connection
+from handlers.ws_handshake import check_upgrade, client_ip, cross_origin_refusal, query_format
+
+log = logging.getLogger("squall.ws")
+
+HEAD_MAX = 8192  # a longer upgrade head is Tornado's to read
+HEAD_WAIT = 5.0  # seconds a new socket may stay silent before Tornado takes it
+
+
+class FrontDoor:
+    """Owns the listening sockets; ``http`` serves whatever is not a client WebSocket."""
+
+    def __init__(self, ctx: Context, http: HTTPServer, lean: bool = True) -> None:
+        self.ctx = ctx
+        self.http = http
+        self.lean = lean  # False: every connection goes to Tornado (e.g. permessage-deflate on)
+        self.upgrades = 0  # WebSockets opened by the door (for tests and /metrics)
+        self._loop = asyncio.get_running_loop()
+        self._stoppers: list[Callable[[], None]] = []
+        self._listening: list[socket.socket] = []
+        self._waiting: dict[int, tuple[socket.socket, Any, asyncio.TimerHandle]] = {}
+
+    # ------------------------------------------------------------ listening
+    def listen(self, port: int, host: str, backlog: int) -> None:
+        self.add_sockets(bind_sockets(port, host, backlog=backlog))
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        for s in sockets:
+            self._listening.append(s)
+            self._stoppers.append(add_accept_handler(s, self._accepted))
+
+    def stop(self) -> None:
+        """Stop accepting; sockets still silent are closed."""
+        for stop in self._stoppers:
+            stop()
+        self._stoppers.clear()
+        for s in self._listening:
+            s.close()
+        self._listening.clear()
+        for fd in list(self._waiting):
+            sock, _, timer = self._waiting.pop(fd)
+            timer.cancel()
+            self._loop.remove_reader(fd)
+            sock.close()
+
+    async def close_all_connections(self) -> None:
+        await self.http.close_all_connections()
+
+    # ------------------------------------------------------------ per socket
+    def _accepted(self, sock: socket.socket, address: Any) -> None:
+        if not self.lean or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            self._to_tornado(sock, address)
+            return
+        sock.setblocking(False)
+        fd = sock.fileno()
+        timer = self._loop.call_later(HEAD_WAIT, self._silent, fd)
+        self._waiting[fd] = (sock, address, timer)
+        self._loop.add_reader(fd, self._readable, fd)
+
+    def _silent(self, fd: int) -> None:
+        entry = self._waiting.pop(fd, None)
+        if entry is not None:
+            self._loop.remove_reader(fd)
+            self._to_tornado(entry[0], entry[1])
+
+    def _readable(self, fd: int) -> None:
+        entry = self._waiting.pop(fd, None)
+        self._loop.remove_reader(fd)
+        if entry is None:
+            return
+        sock, address, timer = entry
+        timer.cancel()
+        try:
+            head = sock.recv(HEAD_MAX, socket.MSG_PEEK)
+        except BlockingIOError:
+            self._waiting[fd] = entry  # spurious wake-up
+            self._loop.add_reader(fd, self._readable, fd)
+            return
+        except OSError:
+            sock.close()
+            return
+        if not head:
+            sock.close()  # the peer left before saying anything
+            return
+        if not self._try_upgrade(sock, address, head):
+            self._to_tornado(sock, address)
+
+    def _try_upgrade(self, sock: socket.socket, address: Any, head: bytes) -> bool:
+        """Open a lean WebSocket from a complete, acceptable head; False leaves
+        the socket untouched for Tornado."""
+        if not head.startswith(b"GET "):
+            return False
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        try:
+            text = head[:end].decode("latin-1")
+            line, _, rest = text.partition("\r\n")
+            start = parse_request_start_line(line)
+            path, _, query = start.path.partition("?")
+            if path != WS_PATH:
+                return False
+            headers = HTTPHeaders.parse(rest)
+        except (HTTPInputError, ValueError):
+            return False
+        ctx = self.ctx
+        if check_upgrade(headers) is not None:
+            return False
+        host = headers.get("Host", "")
+        allowed = ctx.settings.allowed_origins
+        if cross_origin_refusal(headers, lambda origin: origin_allowed(origin, host, allowed)) is not None:
+            return False
+        if not ctx.limiter.admit_socket():
+            return False
+        try:
+            taken = sock.recv(len(head))  # exactly what was peeked
+        except OSError:
+            sock.close()
+            return True
+        conn = lean_connection(
+            ctx, headers["Sec-WebSocket-Key"], query_format(query),
+            client_ip(headers, address[0]), taken[end + 4 :],
+        )
+        self.upgrades += 1
+        ctx.hub.spawn(adopt(conn, sock))
+        return True
+
+    def _to_tornado(self, sock: socket.socket, address: Any) -> None:
+        """What Tornado's TCPServer does with an accepted socket."""
+        http = self.http
+        try:
+            stream = IOStream(sock, max_buffer_size=http.max_buffer_size, read_chunk_size=http.read_chunk_size)
+            http.handle_stream(stream, address)
+        except Exception:
+            log.exception("handing a connection to Tornado failed")
+            sock.close()
