@@ -50,6 +50,7 @@ INDEX_KEY_SPECS_CONFLICT = 86
 _EPOCH_CACHE = 4096  # channels whose epoch write() remembers (bounded LRU)
 _RETIRED_EPOCHS = 16  # previous epochs a stream remembers, to skip their late writes
 _MAX_LOADS = 3  # stream (re)loads one append tries before giving up
+META_FLUSH_SECONDS = 1.0  # how long an append-mode stream top may lag in MongoDB
 
 
 def new_epoch() -> str:
@@ -122,6 +123,10 @@ class MongoHistoryStore:
         self._loading: dict[str, asyncio.Task[Stream]] = {}
         self._epochs: OrderedDict[str, str] = OrderedDict()
         self._trim_due: dict[str, int] = {}  # channel -> delete offsets <= this
+        # append mode: channel -> entry with the highest offset acknowledged
+        # but not yet in the channel's meta (written every META_FLUSH_SECONDS)
+        self._meta_due: dict[str, Entry] = {}
+        self._meta_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._committer = GroupCommitter(
             self._write_batch,
@@ -156,6 +161,15 @@ class MongoHistoryStore:
 
     async def close(self) -> None:
         await self._committer.close(timeout=max(1.0, 2 * self._timeout_ms / 1000))
+        if self._meta_task is not None:
+            self._meta_task.cancel()
+            await asyncio.gather(self._meta_task, return_exceptions=True)
+            self._meta_task = None
+        try:
+            # Every acknowledged top is now in the meta: mark it exact.
+            await self._flush_meta(exact=list(self._streams))
+        except BackendUnavailable:
+            log.warning("history stream tops not saved at close; the next start re-derives them")
         if self._trim_task is not None:
             self._trim_task.cancel()
             await asyncio.gather(self._trim_task, return_exceptions=True)
@@ -250,23 +264,36 @@ class MongoHistoryStore:
         return created
 
     async def _load(self, channel: str) -> Stream:
-        """Where this process continues the channel: max(meta top, stored top).
+        """Where this process continues the channel (append mode).
 
-        A batch whose insert landed but whose meta update did not leaves
-        publications above the meta's top; counting them keeps offsets unique.
+        The meta's ``top`` may lag what was stored: a batch whose meta update
+        failed, or (``lazy``) a process that stopped before its last tops were
+        written. The newest stored publication tells the true top, unless it
+        is gone (TTL): then acknowledged offsets above the meta's top may have
+        been lost with it and reusing them under the same epoch could hide a
+        gap, so the stream gets a new epoch (clients are told
+        ``recovered: false``) and offsets continue above the meta's top.
+        The meta is marked ``lazy`` before any append is acknowledged.
         """
         doc = await self._open_meta(channel)
         epoch, top = str(doc["epoch"]), int(doc.get("top", 0))
         pubs, meta = self._collections()
         with self._backend("load stream"):
             latest = await pubs.find_one(
-                {"channel": channel, "epoch": epoch, "offset": {"$gt": top}},
-                sort=[("offset", DESCENDING)],
-                projection={"offset": 1},
+                {"channel": channel, "epoch": epoch}, sort=[("offset", DESCENDING)], projection={"offset": 1}
             )
-            if latest is not None:
-                top = int(latest["offset"])
-                await meta.update_one({"_id": channel}, {"$max": {"top": top}})
+            stored = int(latest["offset"]) if latest is not None else 0
+            update: dict[str, Any] = {"$set": {"lazy": True}}
+            if doc.get("lazy") and stored < top:
+                old, epoch = epoch, new_epoch()
+                log.warning("history of %s: newest publications expired after an unclean stop; epoch %s -> %s",
+                            channel, old, epoch)
+                update["$set"]["epoch"] = epoch
+                update["$push"] = {"retired": {"$each": [old], "$slice": -_RETIRED_EPOCHS}}
+            elif stored > top:
+                top = stored
+                update["$max"] = {"top": top}
+            await meta.update_one({"_id": channel}, update)
         return Stream(epoch=epoch, assigned=top, committed=top)
 
     async def _stream(self, channel: str) -> Stream:
@@ -390,10 +417,19 @@ class MongoHistoryStore:
                 await pubs.insert_many([e.doc for e in ordered], ordered=False)
             except BulkWriteError as err:
                 await self._check_duplicates(ordered, err)
-            await meta.bulk_write(self._meta_updates(batch), ordered=False)
+            written = [e for e in batch if e.stream is None]
+            if written:  # write mode: other nodes read this meta, keep it exact
+                await meta.bulk_write(self._meta_updates(written), ordered=False)
+        due = self._meta_due
         for e in batch:
-            if e.stream is not None and e.offset > e.stream.committed:
-                e.stream.committed = e.offset
+            if e.stream is not None:
+                if e.offset > e.stream.committed:
+                    e.stream.committed = e.offset
+                prev = due.get(e.channel)
+                if prev is None or e.offset > prev.offset:
+                    due[e.channel] = e
+        if due and (self._meta_task is None or self._meta_task.done()):
+            self._meta_task = asyncio.get_running_loop().create_task(self._meta_flusher())
         self._schedule_trims(batch)
 
     async def _check_duplicates(self, batch: list[Entry], err: BulkWriteError) -> None:
@@ -467,6 +503,36 @@ class MongoHistoryStore:
             queue.extend(kept)
         return failed
 
+    # --- lazy stream meta (append mode) --------------------------------------
+
+    async def _meta_flusher(self) -> None:
+        """Write append-mode tops off the acknowledgement path, coalesced."""
+        while self._meta_due:
+            await asyncio.sleep(META_FLUSH_SECONDS)
+            try:
+                await self._flush_meta()
+            except BackendUnavailable as e:
+                log.debug("stream meta update failed (retried): %s", e)
+
+    async def _flush_meta(self, exact: Sequence[str] = ()) -> None:
+        """One bulk ``$max: {top}`` for the channels due; ``exact`` channels are
+        also marked no longer lazy (only at close, when nothing is in flight)."""
+        due, self._meta_due = self._meta_due, {}
+        ops = self._meta_updates(list(due.values()))
+        ops += [UpdateOne({"_id": ch}, {"$set": {"lazy": False}}) for ch in exact]
+        if not ops:
+            return
+        _, meta = self._collections()
+        try:
+            with self._backend("stream meta"):
+                await meta.bulk_write(ops, ordered=False)
+        except BackendUnavailable:
+            for ch, e in due.items():  # put back what a newer entry did not replace
+                cur = self._meta_due.get(ch)
+                if cur is None or cur.offset < e.offset:
+                    self._meta_due[ch] = e
+            raise
+
     # --- trimming ----------------------------------------------------------
 
     def _schedule_trims(self, batch: list[Entry]) -> None:
@@ -487,6 +553,10 @@ class MongoHistoryStore:
         """Delete what fell out of history_size; reads never depend on it."""
         pubs, _ = self._collections()
         while self._trim_due:
+            try:
+                await self._flush_meta()  # the meta's top first: trimming never takes the only record of it
+            except BackendUnavailable:
+                return
             due, self._trim_due = self._trim_due, {}
             ops = [DeleteMany({"channel": ch, "offset": {"$lte": cut}}) for ch, cut in due.items()]
             try:
@@ -502,6 +572,9 @@ class MongoHistoryStore:
         if s is not None:
             return StreamPosition(s.committed, s.epoch)
         doc = await self._open_meta(channel)
+        if doc.get("lazy"):  # an append-mode stream: its true top needs a load
+            s = await self._stream(channel)
+            return StreamPosition(s.committed, s.epoch)
         return StreamPosition(int(doc.get("top", 0)), str(doc["epoch"]))
 
     async def read(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:

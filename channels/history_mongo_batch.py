@@ -2,8 +2,8 @@
 
 Publishers enqueue an entry and await its future. One flusher task takes up
 to ``max_size`` entries once the oldest has waited ``window`` seconds (or at
-once when the batch is full, or when a write just finished and entries piled
-up behind it), hands them to ``write`` and resolves the futures in queue
+once when the batch is full, or one loop turn after a write finished when
+entries piled up behind it), hands them to ``write`` and resolves the futures in queue
 order. Only one batch is in flight at a time, so a failed batch can never
 leave a later one stored above a hole.
 """
@@ -137,6 +137,11 @@ class GroupCommitter:
                 for entry in batch:  # queue order = offset order per channel
                     if not entry.future.done():
                         entry.future.set_result(None)
+                if len(self._queue) < self._max_size:
+                    # One loop turn: callers just resolved (publishers awaiting
+                    # their acknowledgement) submit their next entries into
+                    # the next batch instead of waiting a whole write for it.
+                    await asyncio.sleep(0)
 
     @staticmethod
     def _fail(entries: list[Entry], err: SquallError) -> None:
