@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import psutil
 
@@ -91,11 +91,12 @@ class Server:
                 self.proc.wait(5)
 
 
-def start_server(name: str, core: str, log: Path) -> Server:
+def start_server(name: str, core: str, log: Path, extra: Sequence[str] = ()) -> Server:
+    """A fresh server pinned to ``core`` ('' = not pinned); ``extra`` are Squall's own flags."""
     port = free_port()
     if name == "squall":
         cmd = [sys.executable, str(ROOT / "run.py"), "serve", "--port", str(port),
-               "--config", str(ROOT / "bench" / "squall.toml")]
+               "--config", str(ROOT / "bench" / "squall.toml"), *extra]
         probe = f"http://127.0.0.1:{port}/health"
     else:
         cmd = [sys.executable, "-m", f"bench.baseline_{name}", "--port", str(port)]
