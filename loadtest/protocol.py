@@ -112,9 +112,14 @@ class Conn:
         return result
 
     def close(self) -> None:
+        """Close on purpose; commands still waiting for a reply fail at once
+        (code -1) instead of waiting out their timeout."""
         self.leaving = True
         if self.ws is not None:
             self.ws.close()
+        pending, self._pending = self._pending, {}
+        for cb in pending.values():
+            cb({"error": {"code": -1, "message": "connection closed by the load tester"}})
 
     # ---------------------------------------------------------------- inbound
     def _on_message(self, payload: bytes) -> None:

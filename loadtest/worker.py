@@ -61,6 +61,10 @@ class Worker:
         self.phase = "start"
         self._publishing = 0
         self._published_total = 0
+        # connections between a churn close and the end of their reopen: churn
+        # must not pick them again (a second reopen would orphan the first's
+        # pending connect, which then times out although the server answered)
+        self._reopening: set[int] = set()
 
     # ------------------------------------------------------------ main
     async def run(self) -> dict[str, Any]:
@@ -291,8 +295,9 @@ class Worker:
                 next_at += 1.0 / rate
                 i = rnd.choice(subs)
                 conn = self.conns[i]
-                if conn.is_open:
+                if conn.is_open and i not in self._reopening:
                     conn.close()
+                    self._reopening.add(i)
                     t = asyncio.ensure_future(self._reopen(i, rnd.uniform(0.05, 0.3)))
                     pending.add(t)
                     t.add_done_callback(pending.discard)
@@ -301,8 +306,11 @@ class Worker:
         await asyncio.gather(*pending)
 
     async def _reopen(self, i: int, delay: float) -> bool:
-        await asyncio.sleep(delay)
-        return await self._open(i, recover=True)
+        try:
+            await asyncio.sleep(delay)
+            return await self._open(i, recover=True)
+        finally:
+            self._reopening.discard(i)
 
     async def _storm(self, subs: list[int]) -> None:
         """Everyone drops at once and comes back at once (bounded concurrency)."""
