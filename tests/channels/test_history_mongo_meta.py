@@ -30,6 +30,14 @@ async def abandon(store: MongoHistoryStore) -> None:
     await store.close()
 
 
+async def started(target: MongoTarget) -> MongoHistoryStore:
+    """A store the test stops itself (cleanly or not)."""
+    store = MongoHistoryStore(target.url, database=target.database, write_concern="", batch_window_ms=2.0,
+                              batch_size=500, timeout_ms=1000)
+    await store.start()
+    return store
+
+
 def meta(target: MongoTarget, channel: str) -> dict[str, Any]:
     doc: dict[str, Any] = raw(target).streams.find_one({"_id": channel})
     return doc
@@ -41,9 +49,7 @@ async def test_append_is_acknowledged_before_its_meta_is_written(
 ) -> None:
     """The meta lags acknowledged appends; a restart after an unclean stop still continues after them."""
     monkeypatch.setattr(history_mongo, "META_FLUSH_SECONDS", 3600.0)
-    store = MongoHistoryStore(mongo_db.url, database=mongo_db.database, write_concern="", batch_window_ms=2.0,
-                              batch_size=500, timeout_ms=1000)
-    await store.start()
+    store = await started(mongo_db)
     pubs = await publish_all(store, "lag", 5)
     m = meta(mongo_db, "lag")
     assert m["lazy"] is True and m["top"] == 0
@@ -74,9 +80,7 @@ async def test_unclean_stop_then_expired_history_changes_the_epoch(
 ) -> None:
     """Offsets acknowledged above the meta's top and then expired are never reused under the old epoch."""
     monkeypatch.setattr(history_mongo, "META_FLUSH_SECONDS", 3600.0)
-    store = MongoHistoryStore(mongo_db.url, database=mongo_db.database, write_concern="", batch_window_ms=2.0,
-                              batch_size=500, timeout_ms=1000)
-    await store.start()
+    store = await started(mongo_db)
     pubs = await publish_all(store, "gone", 3)
     await store._flush_meta()  # meta top 3
     pubs += await publish_all(store, "gone", 2)  # 4 and 5 acknowledged, meta still says 3
