@@ -159,7 +159,7 @@ async def main() -> None:
                 await side()
         ratios = sorted(s / r for s, r in zip(stores, raws))
         median = ratios[len(ratios) // 2]
-        mid = sorted(range(len(stores)), key=lambda i: stores[i] / raws[i])[len(ratios) // 2]
+        mid = [s / r for s, r in zip(stores, raws)].index(median)  # the median round
         same = max(1, round(sizes[mid]))
         r_same = await raw_rate(url, f"{database}_raw_same", args.publications, same, args.channels)
         print(f"  raw insert_many loop with the store's mean batch ({same} docs): {r_same:,.0f} docs/s")

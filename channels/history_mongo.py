@@ -161,19 +161,17 @@ class MongoHistoryStore:
 
     async def close(self) -> None:
         await self._committer.close(timeout=max(1.0, 2 * self._timeout_ms / 1000))
-        if self._meta_task is not None:
-            self._meta_task.cancel()
-            await asyncio.gather(self._meta_task, return_exceptions=True)
-            self._meta_task = None
+        # Both may hold tops taken for a meta write; cancelled, they put them back.
+        for task in (self._meta_task, self._trim_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._meta_task = self._trim_task = None
         try:
             # Every acknowledged top is now in the meta: mark it exact.
             await self._flush_meta(exact=list(self._streams))
         except BackendUnavailable:
             log.warning("history stream tops not saved at close; the next start re-derives them")
-        if self._trim_task is not None:
-            self._trim_task.cancel()
-            await asyncio.gather(self._trim_task, return_exceptions=True)
-            self._trim_task = None
         client, self._client = self._client, None  # no health logs while closing
         self._healthy = False
         if client is not None:
@@ -523,15 +521,17 @@ class MongoHistoryStore:
         if not ops:
             return
         _, meta = self._collections()
+        written = False
         try:
             with self._backend("stream meta"):
                 await meta.bulk_write(ops, ordered=False)
-        except BackendUnavailable:
-            for ch, e in due.items():  # put back what a newer entry did not replace
-                cur = self._meta_due.get(ch)
-                if cur is None or cur.offset < e.offset:
-                    self._meta_due[ch] = e
-            raise
+            written = True
+        finally:
+            if not written:  # failed or cancelled: put back what a newer entry did not replace
+                for ch, e in due.items():
+                    cur = self._meta_due.get(ch)
+                    if cur is None or cur.offset < e.offset:
+                        self._meta_due[ch] = e
 
     # --- trimming ----------------------------------------------------------
 

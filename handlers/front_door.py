@@ -31,7 +31,7 @@ from tornado.netutil import add_accept_handler, bind_sockets
 from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.websocket import WS_PATH, adopt, lean_connection
-from handlers.ws_handshake import check_upgrade, client_ip, cross_origin_refusal, query_format
+from handlers.ws_handshake import client_ip, query_format, upgrade_refusal
 
 log = logging.getLogger("squall.ws")
 
@@ -46,7 +46,7 @@ class FrontDoor:
         self.ctx = ctx
         self.http = http
         self.lean = lean  # False: every connection goes to Tornado (e.g. permessage-deflate on)
-        self.upgrades = 0  # WebSockets opened by the door (for tests and /metrics)
+        self.upgrades = 0  # WebSockets opened by the door itself (tests tell the paths apart by it)
         self._loop = asyncio.get_running_loop()
         self._stoppers: list[Callable[[], None]] = []
         self._listening: list[socket.socket] = []
@@ -136,11 +136,8 @@ class FrontDoor:
         except (HTTPInputError, ValueError):
             return False
         ctx = self.ctx
-        if check_upgrade(headers) is not None:
-            return False
-        host = headers.get("Host", "")
-        allowed = ctx.settings.allowed_origins
-        if cross_origin_refusal(headers, lambda origin: origin_allowed(origin, host, allowed)) is not None:
+        host, allowed = headers.get("Host", ""), ctx.settings.allowed_origins
+        if upgrade_refusal(headers, lambda origin: origin_allowed(origin, host, allowed)) is not None:
             return False
         if not ctx.limiter.admit_socket():
             return False

@@ -28,7 +28,7 @@ from handlers.origins import origin_allowed
 from handlers.protocol import Codec, codec_for
 from handlers.session import ClientSession
 from handlers.ws_conn import WSConnection
-from handlers.ws_handshake import Refusal, check_upgrade, cross_origin_refusal, switching_protocols
+from handlers.ws_handshake import Refusal, switching_protocols, upgrade_refusal
 from handlers.ws_queue import OutQueue
 
 log = logging.getLogger("squall.ws")
@@ -135,13 +135,9 @@ class WebSocketHandler(_TornadoWS):
 
     async def _take_over(self) -> None:
         headers = self.request.headers
-        refusal = check_upgrade(headers)
-        if refusal is None:
-            why = cross_origin_refusal(headers, self.check_origin)
-            if why is not None:
-                log.debug("refused upgrade: %s", why)
-                refusal = Refusal(403, "Cross origin websockets not allowed")
+        refusal = upgrade_refusal(headers, self.check_origin)
         if refusal is not None:
+            log.debug("refused upgrade: %d %s", refusal.status, refusal.message)
             self._refuse(refusal)
             return
         taken = _release(self.detach())

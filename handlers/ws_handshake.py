@@ -44,6 +44,15 @@ def check_upgrade(headers: HTTPHeaders) -> Refusal | None:
     return None
 
 
+def upgrade_refusal(headers: HTTPHeaders, check_origin: Callable[[str], bool]) -> Refusal | None:
+    """Every check of a WebSocket upgrade but the connection rate, in the
+    handler's order; None when the lean path may open it."""
+    refusal = check_upgrade(headers)
+    if refusal is None and cross_origin_refusal(headers, check_origin) is not None:
+        refusal = Refusal(403, "Cross origin websockets not allowed")
+    return refusal
+
+
 def switching_protocols(key: str) -> bytes:
     """The complete 101 response for a checked request's key."""
     return (
@@ -77,9 +86,12 @@ def client_ip(headers: HTTPHeaders, peer: str) -> str:
     ``request.remote_ip``: X-Real-Ip, else the last X-Forwarded-For entry,
     when valid; else the peer's address."""
     real, forwarded = headers.get("X-Real-Ip"), headers.get("X-Forwarded-For")
-    if real is None and forwarded is None:
+    if real is not None:
+        ip = real
+    elif forwarded is not None:
+        ip = forwarded.split(",")[-1].strip()
+    else:
         return peer
-    ip = real if real is not None else forwarded.split(",")[-1].strip()  # type: ignore[union-attr]
     return ip if is_valid_ip(ip) else peer
 
 

@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("engine")
     g.add_argument("--workers", type=_int_in(1, 256), default=1, help="load-generating processes")
     g.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                   help="event loop: uvloop costs the tool about half the CPU per message (auto: uvloop when installed)")
+                   help="event loop (auto: uvloop when installed; one core then receives ~1.6x the messages, docs/LOADTEST.md)")
     g.add_argument("--sources", type=_sources, default="auto",
                    help="client source addresses: auto (127.0.0.1-8 for a loopback target), 0, N, or a list")
     g = parser.add_argument_group("output")
