@@ -171,6 +171,7 @@ def cmd_genconfig(args: argparse.Namespace) -> int:
         "join_leave = true",
         "history_size = 100",
         'history_ttl = "24h"',
+        '# history_meta_ttl = "720h"  # how long a quiet channel keeps its epoch and offset (0: forever)',
         "force_recovery = true",
         "allow_subscribe_for_client = true",
         "allow_publish_for_subscriber = true",

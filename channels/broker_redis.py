@@ -11,11 +11,12 @@ history store). See docs/REDIS.md for the model.
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
+import dataclasses
 import functools
-import math
 import logging
+import math
+import time
 from typing import Any, Sequence
 
 from redis.backoff import EqualJitterBackoff
@@ -147,11 +148,6 @@ class RedisBroker:
     def healthy(self) -> bool:
         return bool(self._links) and all(link.connected for link in self._links)
 
-    def kill_pubsub(self) -> None:
-        """Drop every pub/sub connection now (they reconnect and resync)."""
-        for link in self._links:
-            link.kill()
-
     @property
     def reconnects(self) -> int:
         return sum(link.reconnects for link in self._links)
@@ -259,9 +255,7 @@ class RedisBroker:
                 res = await script(keys=script_keys, args=args)
         offset, epoch, entry_id = int(res[0]), _text(res[1]), res[2]
         if self._persist is not None:
-            stored = Publication(
-                data=pub.data, offset=offset, epoch=epoch, info=pub.info, tags=pub.tags, time=pub.time
-            )
+            stored = dataclasses.replace(pub, offset=offset, epoch=epoch)
             await self._persist_one(channel, keys, stored, opts, entry_id)
         return StreamPosition(offset, epoch)
 

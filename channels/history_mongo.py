@@ -19,7 +19,6 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import secrets
 from collections import OrderedDict, deque
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -33,6 +32,7 @@ from pymongo.write_concern import WriteConcern
 
 from channels import history_mongo_codec as codec
 from channels.errors import BackendUnavailable, UnrecoverablePosition
+from channels.history_memory import new_epoch
 from channels.history_mongo_batch import Entry, GroupCommitter, Stream
 from channels.types import (
     HistoryQuery,
@@ -51,10 +51,6 @@ _EPOCH_CACHE = 4096  # channels whose epoch write() remembers (bounded LRU)
 _RETIRED_EPOCHS = 16  # previous epochs a stream remembers, to skip their late writes
 _MAX_LOADS = 3  # stream (re)loads one append tries before giving up
 META_FLUSH_SECONDS = 1.0  # how long an append-mode stream top may lag in MongoDB
-
-
-def new_epoch() -> str:
-    return secrets.token_hex(4)
 
 
 def parse_write_concern(value: str) -> WriteConcern | None:

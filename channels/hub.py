@@ -232,7 +232,6 @@ class Hub:
         recover: bool = False,
         since: StreamPosition | None = None,
         join_leave: bool = False,
-        positioned: bool = False,
         recoverable: bool = False,
         observe: bool = False,
     ) -> SubscribeOutcome:
@@ -248,7 +247,7 @@ class Hub:
         ch.recovering[sub] = []
         try:
             await self._ensure_broker_sub(channel, ch)
-            out = await self._position_and_recover(channel, ch, opts, recover, since, positioned, recoverable)
+            out = await self._position_and_recover(channel, ch, opts, recover, since, recoverable)
         except BaseException:
             ch.recovering.pop(sub, None)
             await self._maybe_drop_channel(channel)
@@ -270,9 +269,8 @@ class Hub:
         top = out.position.offset
         if out.publications:
             top = max(top, out.publications[-1].offset)
-        seen = {p.offset for p in out.publications}
-        for p in buffered:
-            if p.offset == 0 or (p.offset > top and p.offset not in seen):
+        for p in buffered:  # what the reply's publications (up to ``top``) do not hold
+            if p.offset == 0 or p.offset > top:
                 out.pending.append(p)
         ch.subs[sub] = join_leave or opts.force_push_join_leave
         if observe:
@@ -300,7 +298,6 @@ class Hub:
         opts: NamespaceOptions,
         recover: bool,
         since: StreamPosition | None,
-        positioned: bool,
         recoverable: bool,
     ) -> SubscribeOutcome:
         out = SubscribeOutcome()
@@ -312,6 +309,7 @@ class Hub:
         if want_recover and since is not None:
             out.was_recovering = True
             limit = self.recovery_limit
+            latest: list[Publication] | None = None
             try:
                 res = await self.broker.history(
                     channel, HistoryQuery(limit=limit + 1, since=since), stream
@@ -322,8 +320,8 @@ class Hub:
                     or (not pubs and res.position.offset == since.offset)
                 )
             except errors.UnrecoverablePosition:
-                res = await self.broker.history(channel, HistoryQuery(limit=0), stream)
-                pubs, ok = [], False
+                res = await self._head(channel, stream, opts.latest_value)
+                pubs, ok, latest = [], False, res.publications
             out.position = res.position
             out.recovered = bool(ok)
             if ok:
@@ -332,12 +330,12 @@ class Hub:
             else:
                 self.stats.not_recovered += 1
                 if opts.latest_value:
-                    out.publications = await self._latest(channel, stream)
+                    out.publications = latest if latest is not None else (await self._head(channel, stream, True)).publications
         else:
-            res = await self.broker.history(channel, HistoryQuery(limit=0), stream)
+            res = await self._head(channel, stream, opts.latest_value)
             out.position = res.position
             if opts.latest_value:
-                out.publications = await self._latest(channel, stream)
+                out.publications = res.publications
         if ch.epoch != out.position.epoch:
             # first subscriber, or the stream was reset: adopt the new stream
             ch.epoch = out.position.epoch
@@ -347,9 +345,11 @@ class Hub:
             ch.last_offset = max(ch.last_offset, out.position.offset)
         return out
 
-    async def _latest(self, channel: str, stream: Any) -> list[Publication]:
-        res = await self.broker.history(channel, HistoryQuery(limit=1, reverse=True), stream)
-        return res.publications
+    async def _head(self, channel: str, stream: Any, latest: bool) -> HistoryResult:
+        """The stream's position and, for a latest-value channel, its newest
+        publication: one history read."""
+        query = HistoryQuery(limit=1, reverse=True) if latest else HistoryQuery(limit=0)
+        return await self.broker.history(channel, query, stream)
 
     async def unsubscribe(self, sub: Subscriber, channel: str, info: ClientInfo | None = None) -> None:
         ch = self._channels.get(channel)
@@ -588,7 +588,9 @@ class Hub:
             try:
                 await self.send_control("node", **self._self_info().to_dict())
                 for channel, entries in list(self._presence.items()):
-                    for info in list(entries.values()):
+                    for client, info in list(entries.items()):
+                        if entries.get(client) is not info:
+                            continue  # left while earlier entries were refreshed: never re-add it
                         await self.presence_manager.add(channel, info)
             except BackendUnavailable:
                 log.debug("heartbeat skipped: backend unavailable")

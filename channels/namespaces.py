@@ -6,6 +6,7 @@ namespace block reads the same here.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -31,6 +32,8 @@ class NamespaceOptions:
     force_push_join_leave: bool = False
     history_size: int = 0
     history_ttl: float = 0.0  # seconds
+    # seconds an idle stream's epoch and top offset are kept (0: forever), as Centrifugo's
+    history_meta_ttl: float = 0.0
     force_recovery: bool = False
     allow_recovery: bool = True
     force_positioning: bool = False
@@ -54,22 +57,17 @@ class NamespaceOptions:
 
     @property
     def stream(self) -> StreamOptions:
-        return _stream_options(self.history_size, self.history_ttl)
+        return _stream_options(self.history_size, self.history_ttl, self.history_meta_ttl)
 
     @classmethod
     def option_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
 
 
-_STREAM_CACHE: dict[tuple[int, float], StreamOptions] = {}
-
-
-def _stream_options(size: int, ttl: float) -> StreamOptions:
-    key = (size, ttl)
-    so = _STREAM_CACHE.get(key)
-    if so is None:
-        so = _STREAM_CACHE[key] = StreamOptions(history_size=size, history_ttl=ttl)
-    return so
+@functools.cache
+def _stream_options(size: int, ttl: float, meta_ttl: float) -> StreamOptions:
+    """One shared instance per distinct option set (the Redis broker caches by it)."""
+    return StreamOptions(history_size=size, history_ttl=ttl, meta_ttl=meta_ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +143,8 @@ def _options(raw: Mapping[str, Any], where: str) -> NamespaceOptions:
         raise ValueError(f"{where}.history_size: must be >= 0")
     if opts.history_ttl < 0:
         raise ValueError(f"{where}.history_ttl: must be >= 0")
+    if opts.history_meta_ttl < 0:
+        raise ValueError(f"{where}.history_meta_ttl: must be >= 0")
     if (opts.force_recovery or opts.latest_value) and opts.history_size == 0:
         raise ValueError(f"{where}.history_size: needed by force_recovery/latest_value")
     return opts

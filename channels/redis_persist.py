@@ -13,6 +13,7 @@ while its owner was slow) is harmless.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger("squall.redis.persist")
 GROUP = "squall-persist"
 
 
+@functools.cache  # StreamOptions are few, frozen and shared
 def pack_options(opts: StreamOptions) -> bytes:
     out: bytes = msgpack.packb([opts.history_size, opts.history_ttl, opts.meta_ttl])
     return out
@@ -64,7 +66,6 @@ class PersistLog:
         self._batch = batch
         self._write_timeout = write_timeout
         self._ack_scripts = [shards.client(b).register_script(ACK) for b in range(shards.n_buckets)]
-        self.claimed = 0  # entries this node persisted for someone else
 
     async def write(self, channel: str, pubs: list[Publication], opts: StreamOptions) -> None:
         """The durable write, bounded in time (raises on failure or timeout)."""
@@ -127,5 +128,4 @@ class PersistLog:
                 continue
             await self.ack(bucket, ids[group])
             done += len(pubs)
-        self.claimed += done
         return done

@@ -71,13 +71,12 @@ class RedisShards:
         if not urls:
             raise ValueError("at least one Redis URL is needed")
         self.prefix = prefix
-        self.cluster = cluster
         self._urls = list(urls)
-        self._socket_timeout = socket_timeout
         self._connect_timeout = connect_timeout
+        self.control_topic = f"{self.tag(0)}:control".encode()
         # No retries: a retried script could publish twice. Stale pooled
         # connections are still replaced, since the pool checks them first.
-        self._common: dict[str, Any] = {
+        common: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": connect_timeout,
             "retry": Retry(NoBackoff(), 0),
@@ -86,13 +85,13 @@ class RedisShards:
         self._cluster: RedisCluster | None = None
         if cluster:
             self._cluster = RedisCluster.from_url(
-                self._urls[0], max_connections=max_connections, **self._common
+                self._urls[0], max_connections=max_connections, **common
             )
             self.n_buckets = CLUSTER_BUCKETS
         else:
             for url in self._urls:
                 pool = BlockingConnectionPool.from_url(
-                    url, max_connections=max_connections, timeout=connect_timeout, **self._common
+                    url, max_connections=max_connections, timeout=connect_timeout, **common
                 )
                 self._clients.append(Redis(connection_pool=pool))
             self.n_buckets = len(self._urls)
@@ -127,10 +126,6 @@ class RedisShards:
 
     def persist_key(self, bucket: int) -> str:
         return f"{self.tag(bucket)}:persist"
-
-    @property
-    def control_topic(self) -> bytes:
-        return f"{self.tag(0)}:control".encode()
 
     def node_topic(self, bucket: int, node_id: str) -> bytes:
         """A topic only this node listens to, on ``bucket``'s server (liveness pings)."""

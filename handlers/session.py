@@ -517,7 +517,6 @@ class ClientSession:
                 recover=recover,
                 since=since,
                 join_leave=bool(params.get("join_leave")) or server_side,
-                positioned=bool(params.get("positioned")),
                 recoverable=bool(params.get("recoverable")),
             )
         except BaseException:
