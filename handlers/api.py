@@ -11,7 +11,6 @@ is accepted too.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import logging
 from typing import Any
@@ -22,18 +21,9 @@ import tornado.web
 from channels import errors
 from handlers.api_methods import ServerApi
 from handlers.context import Context
+from handlers.protocol import JSON
 
 log = logging.getLogger("squall.api")
-
-
-def _json(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_b64)
-
-
-def _b64(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode()
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def presented_key(headers: Any) -> str:
@@ -70,7 +60,7 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(_json(body))
+        self.finish(JSON.encode(body))  # bytes data as base64, as on the client protocol
 
     def _error(self, status: int, err: errors.SquallError) -> None:
         self._send(status, {"error": {"code": err.code, "message": err.message}})
@@ -106,7 +96,7 @@ class ApiHandler(tornado.web.RequestHandler):
         except errors.SquallError as e:
             if e.code == errors.InternalError.code:
                 log.warning("API %s failed: %s", method, e.message)
-            self._send(200, {"error": {"code": e.code, "message": e.message}})
+            self._error(200, e)
             return
         except Exception:
             log.exception("API %s failed", method)

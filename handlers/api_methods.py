@@ -163,19 +163,18 @@ class ServerApi:
 
     # ------------------------------------------------------------ connections
     async def subscribe(self, params: Params) -> dict[str, Any]:
-        user = _str(params, "user", required=False)
-        channel = _str(params, "channel")
-        self._lookup(channel)
-        client = _str(params, "client", required=False)
-        await self.ctx.hub.send_control("subscribe", user=user, client=client, channel=channel)
-        return {}
+        return await self._membership("subscribe", params)
 
     async def unsubscribe(self, params: Params) -> dict[str, Any]:
+        return await self._membership("unsubscribe", params)
+
+    async def _membership(self, op: str, params: Params) -> dict[str, Any]:
+        """Subscribe or unsubscribe a user's (or one client's) connections on every node."""
         user = _str(params, "user", required=False)
         channel = _str(params, "channel")
         self._lookup(channel)
         client = _str(params, "client", required=False)
-        await self.ctx.hub.send_control("unsubscribe", user=user, client=client, channel=channel)
+        await self.ctx.hub.send_control(op, user=user, client=client, channel=channel)
         return {}
 
     async def disconnect(self, params: Params) -> dict[str, Any]:

@@ -11,9 +11,12 @@ itself and peeks at the request head (``MSG_PEEK``, so nothing is consumed):
   makes (rate limit, upgrade headers, origin) is consumed here and handed to
   :func:`handlers.websocket.lean_connection`, the same code the handler uses;
 * anything else (other paths, a head split over several segments, a refused
-  upgrade, a client that sends nothing for ``HEAD_WAIT``) goes to
-  ``HTTPServer.handle_stream`` untouched, so Tornado answers it exactly as
-  it would have without the door, refusals included.
+  upgrade, a client that sends nothing for ``HEAD_WAIT``) goes on to
+  Tornado's own handling untouched, so Tornado answers it exactly as it
+  would have without the door, refusals included.
+
+The door is an ``HTTPServer`` subclass overriding ``TCPServer._handle_connection``
+(Tornado internal, 6.x): listening, stopping and TLS stay Tornado's.
 """
 
 from __future__ import annotations
@@ -21,12 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, HTTPInputError, parse_request_start_line
-from tornado.iostream import IOStream
-from tornado.netutil import add_accept_handler, bind_sockets
 
 from handlers.context import Context
 from handlers.origins import origin_allowed
@@ -39,61 +40,43 @@ HEAD_MAX = 8192  # a longer upgrade head is Tornado's to read
 HEAD_WAIT = 5.0  # seconds a new socket may stay silent before Tornado takes it
 
 
-class FrontDoor:
-    """Owns the listening sockets; ``http`` serves whatever is not a client WebSocket."""
+class FrontDoor(HTTPServer):
+    """Tornado's HTTPServer, except that an accepted socket is first peeked at:
+    a client WebSocket upgrade is opened here, anything else is served as usual."""
 
-    def __init__(self, ctx: Context, http: HTTPServer, lean: bool = True) -> None:
+    def initialize(self, *args: Any, ctx: Context, lean: bool = True, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(*args, **kwargs)
         self.ctx = ctx
-        self.http = http
         self.lean = lean  # False: every connection goes to Tornado (e.g. permessage-deflate on)
         self.upgrades = 0  # WebSockets opened by the door itself (tests tell the paths apart by it)
         self._loop = asyncio.get_running_loop()
-        self._stoppers: list[Callable[[], None]] = []
-        self._listening: list[socket.socket] = []
         self._waiting: dict[int, tuple[socket.socket, Any, asyncio.TimerHandle]] = {}
-
-    # ------------------------------------------------------------ listening
-    def listen(self, port: int, host: str, backlog: int) -> None:
-        self.add_sockets(bind_sockets(port, host, backlog=backlog))
-
-    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
-        for s in sockets:
-            self._listening.append(s)
-            self._stoppers.append(add_accept_handler(s, self._accepted))
 
     def stop(self) -> None:
         """Stop accepting; sockets still silent are closed."""
-        for stop in self._stoppers:
-            stop()
-        self._stoppers.clear()
-        for s in self._listening:
-            s.close()
-        self._listening.clear()
+        super().stop()
         for fd in list(self._waiting):
             sock, _, timer = self._waiting.pop(fd)
             timer.cancel()
             self._loop.remove_reader(fd)
             sock.close()
 
-    async def close_all_connections(self) -> None:
-        await self.http.close_all_connections()
-
     # ------------------------------------------------------------ per socket
-    def _accepted(self, sock: socket.socket, address: Any) -> None:
-        if not self.lean or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            self._to_tornado(sock, address)
+    def _handle_connection(self, connection: socket.socket, address: Any) -> None:
+        if not self.lean or self.ssl_options is not None or connection.family not in (socket.AF_INET, socket.AF_INET6):
+            super()._handle_connection(connection, address)
             return
-        sock.setblocking(False)
-        fd = sock.fileno()
+        connection.setblocking(False)
+        fd = connection.fileno()
         timer = self._loop.call_later(HEAD_WAIT, self._silent, fd)
-        self._waiting[fd] = (sock, address, timer)
+        self._waiting[fd] = (connection, address, timer)
         self._loop.add_reader(fd, self._readable, fd)
 
     def _silent(self, fd: int) -> None:
         entry = self._waiting.pop(fd, None)
         if entry is not None:
             self._loop.remove_reader(fd)
-            self._to_tornado(entry[0], entry[1])
+            super()._handle_connection(entry[0], entry[1])
 
     def _readable(self, fd: int) -> None:
         entry = self._waiting.pop(fd, None)
@@ -105,9 +88,7 @@ class FrontDoor:
         try:
             head = sock.recv(HEAD_MAX, socket.MSG_PEEK)
         except BlockingIOError:
-            self._waiting[fd] = entry  # spurious wake-up
-            self._loop.add_reader(fd, self._readable, fd)
-            return
+            head = b"?"  # nothing to peek after all: Tornado reads it the usual way
         except OSError:
             sock.close()
             return
@@ -115,7 +96,7 @@ class FrontDoor:
             sock.close()  # the peer left before saying anything
             return
         if not self._try_upgrade(sock, address, head):
-            self._to_tornado(sock, address)
+            super()._handle_connection(sock, address)
 
     def _try_upgrade(self, sock: socket.socket, address: Any, head: bytes) -> bool:
         """Open a lean WebSocket from a complete, acceptable head; False leaves
@@ -153,13 +134,3 @@ class FrontDoor:
         self.upgrades += 1
         ctx.hub.spawn(adopt(conn, sock))
         return True
-
-    def _to_tornado(self, sock: socket.socket, address: Any) -> None:
-        """What Tornado's TCPServer does with an accepted socket."""
-        http = self.http
-        try:
-            stream = IOStream(sock, max_buffer_size=http.max_buffer_size, read_chunk_size=http.read_chunk_size)
-            http.handle_stream(stream, address)
-        except Exception:
-            log.exception("handing a connection to Tornado failed")
-            sock.close()

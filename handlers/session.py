@@ -67,6 +67,7 @@ class ClientSession:
     __slots__ = (
         "ctx",
         "wire",
+        "wire_key",
         "remote_ip",
         "client_id",
         "user",
@@ -75,7 +76,6 @@ class ClientSession:
         "closed",
         "subs",
         "expire_at",
-        "_running",
         "_bucket",
         "_limited",
         "_ping_sent",
@@ -93,6 +93,7 @@ class ClientSession:
     def __init__(self, ctx: Context, wire: Wire, remote_ip: str) -> None:
         self.ctx = ctx
         self.wire = wire
+        self.wire_key: Hashable = wire.key  # read per subscriber per publication by the hub
         self.remote_ip = remote_ip
         self.client_id = str(uuid.uuid4())
         self.user = ""
@@ -101,7 +102,6 @@ class ClientSession:
         self.closed = False
         self.subs: dict[str, _Sub] = {}
         self.expire_at = 0
-        self._running = 0  # id of the command being processed (they run one at a time)
         s = ctx.settings
         self._bucket = TokenBucket(s.client_command_rate_limit, s.client_command_burst) if s.client_command_rate_limit > 0 else None
         self._limited = 0
@@ -129,9 +129,7 @@ class ClientSession:
 
     async def closed_by_peer(self) -> None:
         """Transport lost: forget everything this connection held."""
-        if self.closed and not self.connected and not self.subs:
-            self._release()
-            return
+        by_peer = not self.closed  # else disconnect() already counted and logged it
         self.closed = True
         self._release()
         hub = self.ctx.hub
@@ -140,6 +138,7 @@ class ClientSession:
         if was_connected:
             hub.remove_client(self)
             self.ctx.pinger.remove(self)
+        if was_connected and by_peer:
             code = errors.CONNECTION_CLOSED
             self.ctx.observer.disconnect(code.code)
             log.info(
@@ -172,10 +171,6 @@ class ClientSession:
             self.ctx.limiter.close_user(self.user)
 
     # ------------------------------------------------------------ Subscriber
-    @property
-    def wire_key(self) -> Hashable:
-        return self.wire.key
-
     def encode_push(self, channel: str, kind: str, body: dict[str, Any]) -> bytes:
         return self.wire.frame(self.wire.codec.push(channel, kind, body))
 
@@ -236,8 +231,6 @@ class ClientSession:
             raise Disconnect(errors.BAD_REQUEST, "connect first")
         if self.connected and method == "connect":
             raise Disconnect(errors.BAD_REQUEST, "already connected")
-        if cmd.id and cmd.id == self._running:
-            raise Disconnect(errors.BAD_REQUEST, "duplicate command id")
         if not cmd.id and method not in ("send",):
             raise Disconnect(errors.BAD_REQUEST, "command id required")
         if self._bucket is not None and not self._bucket.take():
@@ -251,7 +244,6 @@ class ClientSession:
         if handler is None:
             self._reply_error(cmd.id, errors.MethodNotFound())
             return
-        self._running = cmd.id
         hub = self.ctx.hub
         hub.inflight += 1
         started = time.perf_counter()
@@ -281,7 +273,6 @@ class ClientSession:
             return
         finally:
             hub.inflight -= 1
-            self._running = 0
             self.ctx.observer.command(method, code, time.perf_counter() - started)
         if result is not None and cmd.id:
             after: list[bytes] = result.pop(_AFTER, ())
@@ -299,10 +290,6 @@ class ClientSession:
             self.write_wire(w.frame(w.codec.error(cid, err)))
 
     # ------------------------------------------------------------ helpers
-    @property
-    def anonymous(self) -> bool:
-        return not self.user
-
     def _channel_param(self, params: dict[str, Any]) -> str:
         channel = params.get("channel")
         if not isinstance(channel, str) or not channel:

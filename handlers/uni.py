@@ -223,9 +223,9 @@ class UniSession(ClientSession):
             await self.handle_frame(b"\n".join(lines))
             if self.closed:
                 return
-        self._release()
+        self._send_held()
 
-    def _release(self) -> None:
+    def _send_held(self) -> None:
         result = self._connect_result or {}
         self._connect_result = None
         held, self._held = self._held or [], None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 from typing import Any, Hashable
 
 from tornado.iostream import IOStream
@@ -49,7 +50,7 @@ class WSWire(OutQueue):
     def __init__(self, handler: "WebSocketHandler", stream: IOStream, codec: Codec, ctx: Context) -> None:
         super().__init__(ctx.flusher, ctx.settings.client_queue_max_size)
         self.codec = codec
-        self.key: Hashable = ("ws-deflate", codec.name)
+        self.key: Hashable = sys.intern(f"ws-deflate:{codec.name}")
         self._handler = handler
         self._stream = stream
 

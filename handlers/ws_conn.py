@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from collections import deque
 from typing import Hashable
 
 from channels import errors
@@ -28,6 +30,7 @@ from handlers.ws_queue import OutQueue
 log = logging.getLogger("squall.ws")
 
 CLOSE_TIMEOUT = 5.0  # seconds a peer gets to answer our close frame
+INBOX_PAUSE = 64  # messages waiting for the session before the socket stops being read
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 
@@ -35,17 +38,20 @@ _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 class WSConnection(OutQueue, asyncio.Protocol):
     """One client socket after the upgrade."""
 
-    __slots__ = ("codec", "key", "_stream", "_parser", "_opcode", "_state", "_inbox", "_task", "_timer", "_pending")
+    __slots__ = (
+        "codec", "key", "_stream", "_parser", "_opcode", "_state", "_inbox", "_task", "_timer", "_pending", "_paused",
+    )
 
     def __init__(self, codec: Codec, flusher: Flusher, queue_limit: int, max_message_size: int) -> None:
         OutQueue.__init__(self, flusher, queue_limit)
         self.codec = codec
-        self.key: Hashable = ("ws", codec.name)
+        self.key: Hashable = sys.intern(f"ws:{codec.name}")  # one shared str per format: hashed once
         self._stream: asyncio.Transport | None = None
         self._parser = wsframe.FrameParser(max_message_size)
         self._opcode = wsframe.OP_BINARY if codec.binary else wsframe.OP_TEXT
         self._state = _OPEN
-        self._inbox: list[bytes | str] | None = None
+        self._inbox: deque[bytes | str] | None = None
+        self._paused = False  # reading paused until the session catches up
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._pending: tuple[bytes, bytes, int, str] | None = None
@@ -175,22 +181,38 @@ class WSConnection(OutQueue, asyncio.Protocol):
         if self._task is not None:
             assert self._inbox is not None
             self._inbox.append(payload)
+            if len(self._inbox) >= INBOX_PAUSE and not self._paused and self._stream is not None:
+                # A client sending faster than its commands complete (a slow
+                # history write, say) waits in its socket, not in our memory.
+                self._paused = True
+                self._stream.pause_reading()
             return
-        self._inbox = [payload]
+        self._inbox = deque((payload,))
         self._task = asyncio.get_running_loop().create_task(self._consume(session))
 
     async def _consume(self, session: ClientSession) -> None:
         """Run queued messages through the session one at a time, in order."""
         inbox = self._inbox
+        assert inbox is not None
         try:
             while inbox:
-                await session.handle_frame(inbox.pop(0))
+                await session.handle_frame(inbox.popleft())
+                if self._paused and len(inbox) <= INBOX_PAUSE // 2:
+                    self._resume_reading()
         except Exception:
             log.exception("client=%s: message handling failed", session.client_id)
             self._fail(1011, "internal error")
         finally:
             self._task = None
             self._inbox = None
+            if self._paused:
+                self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        self._paused = False
+        stream = self._stream
+        if stream is not None and not stream.is_closing():
+            stream.resume_reading()
 
     def _peer_closed(self, payload: bytes | str) -> None:
         """The peer's close frame: answer it (if we had not sent ours) and close."""

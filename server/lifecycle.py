@@ -16,8 +16,6 @@ import signal
 import socket
 from typing import Sequence
 
-from tornado.httpserver import HTTPServer
-
 from channels import errors
 from handlers.front_door import FrontDoor
 from server.app import Squall, build
@@ -62,11 +60,13 @@ async def shutdown(squall: Squall, server: FrontDoor | None) -> None:
 
 
 def front_door(squall: Squall) -> FrontDoor:
-    """The HTTP server behind the door that accepts every connection (needs a running loop)."""
+    """The HTTP server, with the door that opens client WebSockets itself (needs a running loop)."""
     settings = squall.settings
-    http = HTTPServer(squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20))
-    # permessage-deflate is Tornado's: then every connection goes to Tornado
-    return FrontDoor(squall.ctx, http, lean=not settings.websocket_compression)
+    return FrontDoor(
+        squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20),
+        # permessage-deflate is Tornado's: then every connection goes to Tornado
+        ctx=squall.ctx, lean=not settings.websocket_compression,
+    )
 
 
 async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = None) -> int:

@@ -96,6 +96,7 @@ async def test_error_codes_and_disconnect_codes_are_counted(ws_url, http_port):
     assert code == 3503
     final = await scrape(http_port)
     assert moved(after, final, "squall_disconnects_total", code="3503") == 1
+    assert moved(after, final, "squall_disconnects_total", code="3000") == 0  # counted once, by its real code
     assert val(final, "squall_connections") == 0
 
 

@@ -300,3 +300,21 @@ class TestPings:
         await squall_app.ctx.hub.publish("chat:ping", "still here")
         assert (await s.message())["pub"]["data"] == "still here"
         s.close()
+
+
+@pytest.mark.gen_test
+async def test_closed_streams_give_back_their_connection_counts(http_server, http_port, hub, squall_app):
+    """A stream that ends frees its place in the per-IP and total connection counts."""
+    limiter = squall_app.ctx.limiter
+    streams = [await UniStream.open(http_port, sse_path({"subs": {"chat:c": {}}})) for _ in range(3)]
+    for s in streams:
+        await s.message()
+    assert limiter.total == 3
+    for s in streams:
+        s.close()
+    await wait_clients(hub, 0)
+    deadline = time.monotonic() + 5
+    while limiter.total and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert limiter.total == 0
+    assert not limiter._ips
