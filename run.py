@@ -219,14 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-O", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_genconfig)
 
-    try:
-        from loadtest import cli as loadtest_cli
-    except ImportError:
-        loadtest_cli = None  # type: ignore[assignment]
-    if loadtest_cli is not None and hasattr(loadtest_cli, "add_arguments"):
-        p = sub.add_parser("loadtest", help="drive many connections against a server and report")
-        loadtest_cli.add_arguments(p)
-        p.set_defaults(func=loadtest_cli.run)
+    from loadtest import cli as loadtest_cli
+
+    p = sub.add_parser("loadtest", help="drive many connections against a server and report")
+    loadtest_cli.add_arguments(p)
+    p.set_defaults(func=loadtest_cli.run)
 
     from server import demo_feed
 

@@ -11,8 +11,6 @@ Speaks just enough of Centrifugo's client protocol for ``loadtest``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import signal
 import struct
 from typing import Any
@@ -20,9 +18,7 @@ from typing import Any
 import orjson
 
 from bench.baseline_core import Core, parse_args
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
+from loadtest.websocket import accept_key, mask_payload
 
 def frame(payload: bytes, opcode: int = 0x1) -> bytes:
     n = len(payload)
@@ -31,12 +27,6 @@ def frame(payload: bytes, opcode: int = 0x1) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
     return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
-
-
-def unmask(mask: bytes, data: bytes) -> bytes:
-    n = len(data)
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 class Peer(asyncio.Protocol):
@@ -85,7 +75,7 @@ class Peer(asyncio.Protocol):
             t.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             t.close()
             return False
-        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        accept = accept_key(key)
         t.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         self.ws = True
@@ -110,7 +100,7 @@ class Peer(asyncio.Protocol):
             hl += 4  # clients always mask
             if len(buf) - pos < hl + n:
                 break
-            payload = unmask(bytes(buf[pos + hl - 4 : pos + hl]), bytes(buf[pos + hl : pos + hl + n]))
+            payload = mask_payload(bytes(buf[pos + hl - 4 : pos + hl]), bytes(buf[pos + hl : pos + hl + n]))
             pos += hl + n
             op = b0 & 0x0F
             if op == 0x1:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import uuid
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
 P = TypeVar("P", bound=Hashable)
-SendAll = Callable[[list[Any], dict[str, Any]], None]
 
 
 class Core(Generic[P]):
@@ -114,6 +112,3 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         ap.error("--drop-every must be >= 0")
     return args
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import psutil
 
+from loadtest.serverstats import prometheus_sample
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -146,10 +148,7 @@ def squall_gc_pause_max(port: int) -> float | None:
             text = r.read().decode()
     except (urllib.error.URLError, OSError):
         return None
-    for line in text.splitlines():
-        if line.startswith("squall_gc_pause_max_seconds"):
-            return float(line.split()[-1])
-    return None
+    return prometheus_sample(text, "squall_gc_pause_max_seconds")
 
 
 # ------------------------------------------------------------------ table
@@ -293,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             sargs = SCENARIOS[scen][1 if args.full else 0]
             print(f"== {scen} vs {name} ...", flush=True)
-            server = start_server(name, args.server_core, workdir / f"{name}.log")
+            server = None
             try:
+                server = start_server(name, args.server_core, workdir / f"{name}.log")
                 r = run_one(server, scen, sargs, args.client_core, workdir)
                 if name == "squall":
                     gc_max = squall_gc_pause_max(server.port)
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 continue
             finally:
-                server.stop()
+                if server is not None:
+                    server.stop()
             results.setdefault(name, {})[scen] = r
             srv = r.get("server", {})
             print(f"   {r['deliveries']:,} deliveries, {r['deliveries_per_s']:,.0f}/s, p99 "

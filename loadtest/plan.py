@@ -8,7 +8,7 @@ belongs to worker ``i % workers``.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SCENARIOS = ("broadcast", "chat", "idle", "churn", "dashboard")
 
@@ -52,7 +52,6 @@ class Plan:
     workers: int = 1
     loop: str = "asyncio"  # event loop of each worker: asyncio or uvloop
     seed: int = 1
-    extra: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ layout
     @property

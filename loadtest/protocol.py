@@ -37,14 +37,13 @@ class PushSink(Protocol):
 class Conn:
     """One Centrifugo client connection; survives reconnects (state is kept)."""
 
-    __slots__ = ("index", "sink", "ws", "pong", "client_id", "_next_id", "_pending", "streams", "offsets", "epochs", "leaving")
+    __slots__ = ("index", "sink", "ws", "pong", "_next_id", "_pending", "streams", "offsets", "epochs", "subscribed", "leaving")
 
     def __init__(self, index: int, sink: PushSink) -> None:
         self.index = index
         self.sink = sink
         self.ws: WebSocketClient | None = None
         self.pong = False
-        self.client_id = ""
         self._next_id = 0
         self._pending: dict[int, ReplyCallback] = {}
         # (channel, publisher) -> [next expected seq, set of skipped seqs or None]
@@ -52,6 +51,8 @@ class Conn:
         # channel -> offset of the last publication seen / stream epoch, for recovery
         self.offsets: dict[str, int] = {}
         self.epochs: dict[str, str] = {}
+        # channels this connection was ever subscribed to (each counts once as a subscriber)
+        self.subscribed: set[str] = set()
         # set when we close on purpose, so the close is not counted as an error
         self.leaving = False
 
@@ -72,7 +73,6 @@ class Conn:
             body["token"] = token
         res = await self.call("connect", body, timeout)
         self.pong = bool(res.get("pong"))
-        self.client_id = str(res.get("client", ""))
         return res
 
     def send(self, method: str, body: dict[str, Any], callback: ReplyCallback) -> None:

@@ -16,6 +16,13 @@ def _fmt_ms(d: dict[str, float], key: str) -> str:
 
 
 def table(s: dict[str, Any]) -> str:
+    rows = _rows(s)
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary as (label, value) rows, for the text table and the HTML report."""
     lat = s["latency_ms"]
     ct = s["connect_time_ms"]
     srv = s.get("server", {})
@@ -52,8 +59,7 @@ def table(s: dict[str, Any]) -> str:
                      f"({srv['rss_start_mib']} -> {srv['rss_connected_mib']} MiB)"))
     if "deliveries" in srv:
         rows.append(("server's own count", f"{srv['deliveries']:,} deliveries"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    return rows
 
 
 # ------------------------------------------------------------------ HTML
@@ -115,10 +121,7 @@ def html_report(s: dict[str, Any]) -> str:
     ]
     if cpu:
         charts.append(_chart("Server CPU", "% of one core", {"cpu": ("#8c564b", cpu)}))
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in (line.strip().split("  ", 1) for line in table(s).splitlines() if "  " in line.strip())
-    )
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _rows(s))
     pct_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.3f} ms</td></tr>" for k, v in lat.items())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Squall load test: {html.escape(s['scenario'])}</title>

@@ -72,11 +72,12 @@ class ServerSampler:
         try:
             value = _dig(json.loads(raw), self.stats_key)
         except ValueError:
-            return _prometheus_sample(raw, self.stats_key)
+            return prometheus_sample(raw, self.stats_key)
         return float(value) if isinstance(value, (int, float)) else None
 
 
-def _prometheus_sample(text: str, name: str) -> float | None:
+def prometheus_sample(text: str, name: str) -> float | None:
+    """The sum of a sample's values over its labels in Prometheus text, None when absent."""
     total = None
     try:
         for family in text_string_to_metric_families(text):

@@ -149,7 +149,7 @@ class Aggregator:
         n_errors = sum(errors.values()) + sum(v for k, v in disconnects.items() if k not in ("1000", "1001"))
         out: dict[str, Any] = {
             "scenario": plan.scenario,
-            "plan": {k: v for k, v in vars(plan).items() if k != "extra"},
+            "plan": vars(plan),
             "target": {"host": self.target.host, "port": self.target.port, "path": self.target.path},
             "started": self.started,
             "connections": plan.total_connections,

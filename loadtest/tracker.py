@@ -47,7 +47,6 @@ class Tracker:
         self.disconnects: Counter[str] = Counter()
         self.published: Counter[str] = Counter()  # channel -> acknowledged publishes
         self.subscribers: Counter[str] = Counter()  # channel -> subscriptions made
-        self.open_conns = 0
 
     # ---------------------------------------------------------------- PushSink
     def on_pub(self, conn: Conn, channel: str, pub: dict[str, Any], now_us: int, recovered: bool = False) -> None:

@@ -71,8 +71,6 @@ class WebSocketClient(asyncio.Protocol):
         "_handshake",
         "_open",
         "closed",
-        "close_code",
-        "close_reason",
         "on_message",
         "on_close",
         "_request",
@@ -87,8 +85,6 @@ class WebSocketClient(asyncio.Protocol):
         self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._open = False
         self.closed = False
-        self.close_code = 0
-        self.close_reason = ""
         self.on_message = on_message
         self.on_close = on_close
 
@@ -227,8 +223,6 @@ class WebSocketClient(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        self.close_code = code
-        self.close_reason = reason
         if self._open and not local:
             self.on_close(code, reason)
 

@@ -37,7 +37,7 @@ class NoSync:
         return None
 
 
-def make_token(target: Target, i: int, worker: int) -> str:
+def make_token(target: Target, i: int) -> str:
     if target.token:
         return target.token
     if target.hmac_secret:
@@ -59,7 +59,6 @@ class Worker:
         self.run_started = 0.0
         self.storm_seconds = 0.0
         self.phase = "start"
-        self._publishing = 0
         self._published_total = 0
         # connections between a churn close and the end of their reopen: churn
         # must not pick them again (a second reopen would orphan the first's
@@ -145,7 +144,7 @@ class Worker:
             conn = self.conns[i] = Conn(i, self.tracker)
         began = time.monotonic()
         try:
-            await conn.open(t.host, t.port, t.path, make_token(t, i, self.index), self._source(i), self.plan.connect_timeout)
+            await conn.open(t.host, t.port, t.path, make_token(t, i), self._source(i), self.plan.connect_timeout)
         except CommandError as e:
             self.tracker.connect_failures += 1
             self.tracker.error("reconnect" if recover else "connect", e.code)
@@ -183,7 +182,8 @@ class Worker:
 
     def _subscribed(self, conn: Conn, ch: str, res: Reply, recover: bool) -> None:
         tr = self.tracker
-        if not recover:
+        if ch not in conn.subscribed:  # its first subscription, even if a reconnect made it
+            conn.subscribed.add(ch)
             tr.subscribers[ch] += 1
         if "epoch" in res:
             conn.epochs[ch] = str(res["epoch"])
@@ -236,41 +236,37 @@ class Worker:
             return done
 
         callbacks = {ch: make_cb(ch) for ch in chans}
-        self._publishing += 1
-        try:
-            while conn.is_open:
-                now = time.monotonic()
-                if now >= stop_at:
-                    break
-                if total_rate:
-                    due = begin + sent / total_rate
-                    if due > now:
-                        await asyncio.sleep(min(due - now, stop_at - now))
-                        continue
-                if inflight >= plan.window:
-                    freed.clear()
-                    try:
-                        await asyncio.wait_for(freed.wait(), max(0.001, stop_at - now))
-                    except asyncio.TimeoutError:
-                        pass
+        while conn.is_open:
+            now = time.monotonic()
+            if now >= stop_at:
+                break
+            if total_rate:
+                due = begin + sent / total_rate
+                if due > now:
+                    await asyncio.sleep(min(due - now, stop_at - now))
                     continue
-                ch = chans[sent % len(chans)]
-                seqs[ch] += 1
-                data = {"s": seqs[ch], "t": time.time_ns() // 1000, "p": pid, "x": pad}
-                inflight += 1
-                sent += 1
-                conn.send("publish", {"channel": ch, "data": data}, callbacks[ch])
-                if not total_rate and sent % 32 == 0:
-                    await asyncio.sleep(0)  # let replies and pushes in
-            deadline = time.monotonic() + 10.0
-            while inflight > 0 and conn.is_open and time.monotonic() < deadline:
+            if inflight >= plan.window:
                 freed.clear()
                 try:
-                    await asyncio.wait_for(freed.wait(), 0.2)
+                    await asyncio.wait_for(freed.wait(), max(0.001, stop_at - now))
                 except asyncio.TimeoutError:
                     pass
-        finally:
-            self._publishing -= 1
+                continue
+            ch = chans[sent % len(chans)]
+            seqs[ch] += 1
+            data = {"s": seqs[ch], "t": time.time_ns() // 1000, "p": pid, "x": pad}
+            inflight += 1
+            sent += 1
+            conn.send("publish", {"channel": ch, "data": data}, callbacks[ch])
+            if not total_rate and sent % 32 == 0:
+                await asyncio.sleep(0)  # let replies and pushes in
+        deadline = time.monotonic() + 10.0
+        while inflight > 0 and conn.is_open and time.monotonic() < deadline:
+            freed.clear()
+            try:
+                await asyncio.wait_for(freed.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
 
     # ------------------------------------------------------------ churn
     async def _churn(self, stop_at: float) -> None:

@@ -33,18 +33,17 @@ class Squall:
     ctx: Context
     backends: Backends
     app: tornado.web.Application
+    metrics: Metrics
 
     async def start(self) -> None:
         """Start the history store first: the broker writes into it."""
         await self.backends.history.start()
         await self.ctx.hub.start()
         self.ctx.pinger.start()
-        if isinstance(self.ctx.observer, Metrics):
-            self.ctx.observer.start()
+        self.metrics.start()
 
     async def close(self) -> None:
-        if isinstance(self.ctx.observer, Metrics):
-            await self.ctx.observer.close()
+        await self.metrics.close()
         self.ctx.pinger.stop()
         await self.ctx.hub.drain_background()
         await self.ctx.hub.close()
@@ -63,6 +62,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         presence_ttl=settings.presence_ttl,
         recovery_max_publication_limit=settings.recovery_max_publication_limit,
     )
+    metrics = Metrics(hub, backends.history)
     ctx = Context(
         settings=settings,
         hub=hub,
@@ -82,7 +82,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
             settings.client_ip_connection_limit,
             settings.client_connection_rate_limit,
         ),
-        observer=Metrics(hub, backends.history),
+        observer=metrics,
     )
     app_settings: dict[str, Any] = {
         "websocket_max_message_size": settings.max_message_size,
@@ -91,5 +91,5 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         "compress_response": False,
     }
     register_controls(ctx)
-    app = tornado.web.Application(routes(ctx, backends, STATIC_DIR), **app_settings)
-    return Squall(settings, ctx, backends, app)
+    app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR), **app_settings)
+    return Squall(settings, ctx, backends, app, metrics)

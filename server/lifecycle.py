@@ -37,10 +37,10 @@ async def shutdown(squall: Squall, server: FrontDoor | None) -> None:
     clients = hub.clients()
     drain = squall.settings.shutdown_drain_seconds
     log.info("shutting down: disconnecting %d clients over %.1fs", len(clients), drain)
-    batches = max(1, min(20, len(clients)))
-    per = -(-len(clients) // batches) if clients else 0
-    for i in range(batches):
-        for c in clients[i * per : (i + 1) * per]:
+    n = len(clients)
+    batches = max(1, min(20, n))
+    for i in range(batches):  # even slices: no batch left empty at the end
+        for c in clients[i * n // batches : (i + 1) * n // batches]:
             c.disconnect(errors.SHUTDOWN)
         if i < batches - 1 and drain > 0:
             await asyncio.sleep(drain / batches)

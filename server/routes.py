@@ -19,16 +19,15 @@ from handlers.websocket import WS_PATH, WebSocketHandler
 from server.backends import Backends
 
 
-def routes(ctx: Context, backends: Backends, static_dir: Path) -> list[Any]:
+def routes(ctx: Context, backends: Backends, metrics: Metrics, static_dir: Path) -> list[Any]:
     table: list[Any] = [
         (WS_PATH, WebSocketHandler, {"ctx": ctx}),
         (r"/health", HealthHandler, {"ctx": ctx}),
         (r"/ready", ReadyHandler, {"ctx": ctx, "history_healthy": backends.history.healthy}),
         (r"/", PageHandler, {"path": str(static_dir / "index.html")}),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
+        (r"/metrics", MetricsHandler, {"metrics": metrics}),
     ]
-    if isinstance(ctx.observer, Metrics):
-        table.append((r"/metrics", MetricsHandler, {"metrics": ctx.observer}))
     table += admin_routes(ctx, static_dir)
     table += api_routes(ctx)
     table += [

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from types import FrameType
 from typing import Callable
 
 log = logging.getLogger("squall.workers")
+RESTART_DELAY = 0.1  # seconds per restart so far before the next one
+RESTART_DELAY_MAX = 2.0
 
 
 def supervise(n: int, child: Callable[[int], int], max_restarts: int = 100) -> int:
@@ -29,10 +32,16 @@ def supervise(n: int, child: Callable[[int], int], max_restarts: int = 100) -> i
             code = 1
             try:
                 code = child(index)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                log.exception("worker %d failed", index)  # os._exit below skips Python's own report
             finally:
                 os._exit(code)
         children[pid] = index
         log.info("worker %d started (pid %d)", index, pid)
+        if stopping:  # a signal came between the wait and this fork
+            _kill(pid, signal.SIGTERM)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -72,7 +81,9 @@ def supervise(n: int, child: Callable[[int], int], max_restarts: int = 100) -> i
             failed = True
             continue
         log.warning("worker %d (pid %d) exited with %d; restarting", index, pid, code)
-        spawn(index)
+        time.sleep(min(RESTART_DELAY_MAX, RESTART_DELAY * restarts))  # no tight loop on a failure at start
+        if not stopping:
+            spawn(index)
     return 1 if failed else 0
 
 

@@ -355,7 +355,6 @@ export class Client extends Emitter {
     this._pingTimer = null;
     this._pingInterval = 0;
     this._sendPong = false;
-    this._serverDisconnect = null;
   }
 
   /** The current WebSocket, or null (exposed for diagnostics and tests). */
@@ -479,7 +478,6 @@ export class Client extends Emitter {
   _openTransport() {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
-    this._serverDisconnect = null;
     let ws;
     try {
       ws = new this.options.WebSocket(this.url);
@@ -524,11 +522,7 @@ export class Client extends Emitter {
     clearTimeout(this._pingTimer);
     this._pingTimer = null;
     this._outbox = [];
-    if (this._serverDisconnect) {
-      // The disconnect push carries the real code when the close frame does not.
-      ({ code, reason } = this._serverDisconnect);
-      this._serverDisconnect = null;
-    } else if (fromSocket) {
+    if (fromSocket) {
       reason = parseCloseReason(reason);
       if (code === 1000 || code === 1005 || code === 1006) {
         reason = reason || 'transport closed';
@@ -737,9 +731,9 @@ export class Client extends Emitter {
     } else if (push.message) {
       this._emit('message', { data: push.message.data });
     } else if (push.disconnect) {
+      // The push carries the real code when the close frame may not; the
+      // server closes the socket next, so do not wait for it.
       const { code = 0, reason = '' } = push.disconnect;
-      this._serverDisconnect = { code, reason };
-      // The server closes the socket next; do not wait for it.
       this._dropTransport(code, reason, 1000);
     }
   }

@@ -88,3 +88,28 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_failing_worker_reports_why(capfd: pytest.CaptureFixture[str]) -> None:
+    """A worker that raises logs its traceback before exiting; the supervisor then gives up."""
+    import logging
+    import sys
+
+    from server.workers import supervise
+
+    handler = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("squall.workers")
+    logger.addHandler(handler)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # supervise() takes them
+
+    def child(index: int) -> int:
+        raise RuntimeError(f"no backend for worker {index}")
+
+    try:
+        assert supervise(1, child, max_restarts=0) == 1
+    finally:
+        logger.removeHandler(handler)
+        for sig, h in saved.items():
+            signal.signal(sig, h)
+    err = capfd.readouterr().err
+    assert "worker 0 failed" in err and "RuntimeError: no backend for worker 0" in err
