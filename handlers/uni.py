@@ -38,6 +38,7 @@ from channels import errors
 from channels.errors import DisconnectCode, SquallError
 from handlers.context import Context
 from handlers.origins import origin_allowed
+from handlers.ws_handshake import cross_origin_refusal
 from handlers.protocol import MAX_COMMANDS_PER_FRAME, Codec
 from handlers.session import ClientSession
 from handlers.ws_queue import OutQueue
@@ -310,9 +311,13 @@ class UniHandler(tornado.web.RequestHandler):
         """Nothing here changes state on the user's behalf; origins are checked."""
 
     def _origin_ok(self) -> bool:
-        origin = self.request.headers.get("Origin")
-        if not origin_allowed(origin, self.request.host, self.ctx.settings.allowed_origins):
-            log.info("refused origin %s (host %s)", origin, self.request.host)
+        """The WebSocket handshake's rule (handlers.ws_handshake), so all transports agree."""
+        headers = self.request.headers
+        origin = headers.get("Origin")
+        host, allowed = self.request.host, self.ctx.settings.allowed_origins
+        why = cross_origin_refusal(headers, lambda o: origin_allowed(o, host, allowed))
+        if why is not None:
+            log.info("refused %s (host %s)", why, host)
             return False
         if origin:
             self.set_header("Access-Control-Allow-Origin", origin)

@@ -23,6 +23,7 @@ from tests.helpers.mongo_server import (  # noqa: F401  (fixtures)
     secantus,
     secantus_factory,
 )
+from tests.helpers.waiting import until
 
 pytestmark = pytest.mark.mongo
 
@@ -352,12 +353,12 @@ async def test_outage_during_steady_appends(secantus_factory: SecantusFactory) -
     async with opened(target, timeout_ms=500) as store:
         tasks = [asyncio.ensure_future(publisher(store, k)) for k in range(9)]
         try:
-            await wait_for(lambda: sum(len(a) for a in acked.values()) >= 300, 20)
+            await until(lambda: sum(len(a) for a in acked.values()) >= 300, 20)
             await asyncio.to_thread(server.stop)
-            await wait_for(lambda: len(failed) >= 9 and not store.healthy(), 20)
+            await until(lambda: len(failed) >= 9 and not store.healthy(), 20)
             await asyncio.to_thread(server.start)
             restarted.set()
-            await wait_for(lambda: phase["after_restart"] >= 300, 30)
+            await until(lambda: phase["after_restart"] >= 300, 30)
             assert store.healthy()
         finally:
             stop.set()
@@ -371,11 +372,3 @@ async def test_outage_during_steady_appends(secantus_factory: SecantusFactory) -
                 assert stored.get(offset) == msg_id, "an acknowledged publication was lost"
             extra = set(stored.values()) - set(acked[ch].values())
             assert extra <= set(failed), "history holds something never published"
-
-
-async def wait_for(cond: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -78,7 +79,14 @@ async def test_admin_page_served_when_enabled(http_server, http_port):
     r = await call(http_port, "/admin")
     assert r.code == 200
     assert b"/static/admin.js" in r.body
-    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    page = r.body.decode()
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script\s*>", page, re.I | re.S)
+    assert scripts, "the page loads its script"
+    assert all(re.search(r"\bsrc\s*=", attrs, re.I) and not body.strip() for attrs, body in scripts), scripts
+    assert len(scripts) == len(re.findall(r"<script\b", page, re.I)), "an unclosed <script>"
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", page, re.I), "an inline event handler"
 
 
 @pytest.mark.gen_test

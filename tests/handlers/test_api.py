@@ -131,17 +131,22 @@ async def test_broadcast_answers_per_channel(api_url):
 @pytest.mark.gen_test
 async def test_subscribe_unsubscribe_user_server_side(api_url, ws_url):
     """subscribe/unsubscribe act on every connection of the user, with pushes."""
-    c = await _user(ws_url, "bob")
+    bobs = [await _user(ws_url, "bob"), await _user(ws_url, "bob")]
     other = await _user(ws_url, "carol")
     async with await _cent(api_url) as api:
         await api.subscribe(SubscribeRequest(user="bob", channel="chat:srv"))
-        push = await _push_of(c, "subscribe")
-        assert push["channel"] == "chat:srv"
+        for c in bobs:
+            push = await _push_of(c, "subscribe")
+            assert push["channel"] == "chat:srv"
+        r = await other.call("presence_stats", {"channel": "chat:srv"})
+        assert r["presence_stats"] == {"num_clients": 2, "num_users": 1}
         await api.publish(PublishRequest(channel="chat:srv", data="x"))
-        assert (await _push_of(c, "pub"))["pub"]["data"] == "x"
+        for c in bobs:
+            assert (await _push_of(c, "pub"))["pub"]["data"] == "x"
         await api.unsubscribe(UnsubscribeRequest(user="bob", channel="chat:srv"))
-        push = await _push_of(c, "unsubscribe")
-        assert push["channel"] == "chat:srv"
+        for c in bobs:
+            push = await _push_of(c, "unsubscribe")
+            assert push["channel"] == "chat:srv"
         with pytest.raises(CentApiResponseError) as e:
             await api.subscribe(SubscribeRequest(user="bob", channel="nosuch:x"))
         assert e.value.code == 102
@@ -149,7 +154,8 @@ async def test_subscribe_unsubscribe_user_server_side(api_url, ws_url):
     r = await other.call("presence_stats", {"channel": "chat:srv"})
     assert r["presence_stats"] == {"num_clients": 0, "num_users": 0}
     assert other.pushes == []
-    c.close()
+    for c in bobs:
+        c.close()
     other.close()
 
 

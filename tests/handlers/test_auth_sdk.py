@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from centrifuge import (
 from handlers.auth import make_token
 from server.app import Squall
 from tests.helpers.squall_process import OPEN_NAMESPACE, test_config
+from tests.helpers.waiting import until
 
 SECRET = "sdk-secret-0123456789-abcdefghijkl"
 TTL = 2  # seconds each token lives
@@ -55,15 +55,6 @@ class SubEvents(SubscriptionEventHandler):
         self.unsubscribes.append(ctx.code)
 
 
-async def until(cond: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.gen_test(timeout=30)
 async def test_sdk_refreshes_connection_and_subscription_tokens(ws_url: str, squall_app: Squall) -> None:
     """Short-lived tokens refreshed by get_token keep the SDK connected and subscribed past several expiries."""
@@ -86,7 +77,7 @@ async def test_sdk_refreshes_connection_and_subscription_tokens(ws_url: str, squ
     # past two token lifetimes plus the grace: only refreshes keep us in
     await until(lambda: len(conn_tokens) >= 3 and len(sub_tokens) >= 3, timeout=15)
     await sub.publish("after refreshes")
-    await until(lambda: sev.pubs == ["after refreshes"])
+    await until(lambda: sev.pubs == ["after refreshes"], timeout=10)
     assert ev.disconnects == [] and sev.unsubscribes == []
     assert squall_app.ctx.hub.num_clients == 1
     await c.disconnect()

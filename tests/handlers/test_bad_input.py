@@ -119,11 +119,12 @@ async def test_wrong_param_types_are_bad_request(ws_url: str) -> None:
     assert "ping" in await c.call("ping")
 
 
+@pytest.mark.parametrize("cid", [b"-1", b"1.5", b"4294967296"], ids=["negative", "fractional", "2^32"])
 @pytest.mark.gen_test
-async def test_id_not_uint32_disconnects(ws_url: str) -> None:
+async def test_id_not_uint32_disconnects(ws_url: str, cid: bytes) -> None:
     """A negative, fractional or huge id is a protocol error (3501)."""
     c = await connected(ws_url)
-    await c.send_raw(b'{"id":-1,"ping":{}}')
+    await c.send_raw(b'{"id":' + cid + b',"ping":{}}')
     await closes_with(c, 3501)
 
 

@@ -14,19 +14,13 @@ from handlers.front_door import FrontDoor
 from server.app import Squall
 from tests.handlers.test_wsframe import client_frame
 from tests.handlers.test_ws_conn import Raw, upgrade_request
+from tests.helpers.waiting import until
 
 
 async def connect_reply(c: Raw) -> dict[str, Any]:
     op, payload = await c.frame()
     reply: dict[str, Any] = orjson.loads(payload)
     return reply
-
-
-async def wait_for(cond: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.gen_test
@@ -109,9 +103,17 @@ async def test_silent_socket_is_handed_to_tornado(
 ) -> None:
     """A client silent past HEAD_WAIT is Tornado's; its request is then served."""
     monkeypatch.setattr(front_door, "HEAD_WAIT", 0.05)
+    timed_out: list[int] = []
+    silent = http_server._silent
+
+    def spy(fd: int) -> None:
+        timed_out.append(fd)
+        silent(fd)
+
+    monkeypatch.setattr(http_server, "_silent", spy)
     c = await Raw.connect(http_port)
-    await wait_for(lambda: not http_server._waiting)
-    await asyncio.sleep(0.1)
+    await until(lambda: timed_out, what="the door's silence timer")
+    assert len(timed_out) == 1 and not http_server._waiting
     c.writer.write(upgrade_request(http_port))
     assert (await c.head()).startswith(b"HTTP/1.1 101 ")
     assert http_server.upgrades == 0
@@ -119,12 +121,17 @@ async def test_silent_socket_is_handed_to_tornado(
 
 
 @pytest.mark.gen_test
-async def test_peer_leaving_before_a_word_leaves_nothing(http_server: FrontDoor, http_port: int) -> None:
+async def test_peer_leaving_before_a_word_leaves_nothing(
+    http_server: FrontDoor, http_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sockets closed before sending a byte are closed and forgotten."""
-    for _ in range(5):
-        c = await Raw.connect(http_port)
+    monkeypatch.setattr(front_door, "HEAD_WAIT", 60)  # only the peers' leaving can empty the door
+    clients = [await Raw.connect(http_port) for _ in range(5)]
+    await until(lambda: len(http_server._waiting) == 5, what="five silent sockets waiting at the door")
+    for c in clients:
         c.writer.close()
-    await wait_for(lambda: not http_server._waiting)
+    await until(lambda: not http_server._waiting, what="the door forgot the departed sockets")
+    assert http_server.upgrades == 0
 
 
 @pytest.mark.gen_test
@@ -165,11 +172,16 @@ async def test_unknown_format_is_closed_after_the_upgrade(http_server: FrontDoor
 
 
 @pytest.mark.gen_test
-async def test_stop_closes_the_listening_socket(http_server: FrontDoor, http_port: int) -> None:
-    """After stop() nobody is accepted any more."""
+async def test_stop_closes_the_listening_socket(
+    http_server: FrontDoor, http_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After stop() nobody is accepted any more; a socket still silent at the door is closed."""
+    monkeypatch.setattr(front_door, "HEAD_WAIT", 60)
     c = await Raw.connect(http_port)
+    await until(lambda: len(http_server._waiting) == 1, what="the silent socket waiting at the door")
     http_server.stop()
-    await wait_for(lambda: not http_server._waiting)
+    assert not http_server._waiting
+    assert await c.eof()
     with pytest.raises(OSError):
         s = socket.create_connection(("127.0.0.1", http_port), timeout=1)
         s.close()

@@ -12,6 +12,7 @@ import pytest
 from server.app import Squall
 from tests.helpers.fuzz import deep
 from tests.helpers.squall_process import test_config
+from tests.helpers.waiting import until
 from tests.helpers.wsclient import RawClient, connected
 
 GARBAGE_FRAMES = 300
@@ -89,12 +90,9 @@ async def test_garbage_burst_does_not_disturb_other_clients(ws_url: str, squall_
     codes, offsets = await asyncio.gather(hostile(ws_url, seed=8), chatter(ws_url))
     assert offsets == list(range(1, CHAT_MESSAGES + 1))
     assert set(codes) <= {3501, 3506, 1009, None}
-    assert sum(codes.values()) > 10  # the hostile client really was thrown out, many times
+    thrown_out = sum(n for code, n in codes.items() if code is not None)  # None: we closed it ourselves
+    assert thrown_out > 10, codes
     print(f"\nlive garbage burst: {GARBAGE_FRAMES} frames, closes by code {codes}")
     # nothing the hostile client did is left behind
     hub = squall_app.ctx.hub
-    for _ in range(300):
-        if hub.num_clients == 0 and squall_app.ctx.limiter.total == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert hub.num_clients == 0 and squall_app.ctx.limiter.total == 0
+    await until(lambda: hub.num_clients == 0 and squall_app.ctx.limiter.total == 0, what="every connection freed")

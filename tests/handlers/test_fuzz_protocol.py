@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +32,13 @@ def decode_or_error(data: bytes | str, fmt: str) -> list[Command] | None:
 
 def count(name: str) -> None:
     COUNTS[name] = COUNTS.get(name, 0) + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts() -> Iterator[None]:
+    """After the module: print how many cases each decoder property ran (quoted in docs/SECURITY.md)."""
+    yield
+    print("\nfuzz case counts (decoders):", COUNTS, "total", sum(COUNTS.values()))
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -114,8 +121,3 @@ def test_edge_frames_are_refused(frame: bytes) -> None:
     out = decode_or_error(frame, "json")
     if b"9" * 5000 not in frame:
         assert out is None
-
-
-def test_report_counts() -> None:
-    """Print how many cases each decoder property ran (quoted in docs/SECURITY.md)."""
-    print("\nfuzz case counts (decoders):", COUNTS, "total", sum(COUNTS.values()))

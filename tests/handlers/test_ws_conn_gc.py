@@ -8,6 +8,7 @@ import gc
 
 import pytest
 
+from tests.helpers.waiting import until
 from tests.helpers.wsclient import connected
 
 
@@ -21,10 +22,7 @@ async def test_closed_connections_leave_no_cyclic_garbage(ws_url: str, squall_ap
     gc.collect()
     for c in clients:
         c.close()
-    for _ in range(300):
-        if hub.num_clients == 0 and hub.num_channels == 0:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: hub.num_clients == 0 and hub.num_channels == 0, what="every client and channel gone")
     await asyncio.sleep(0.1)
     await hub.drain_background()
     gc.set_debug(gc.DEBUG_SAVEALL)

@@ -56,8 +56,7 @@ async def test_frames_of_one_turn_go_out_in_one_write_in_order() -> None:
 
 @pytest.mark.gen_test
 async def test_conflation_keeps_only_the_newest_and_never_reorders() -> None:
-    """A newer frame of a latest-value channel supersedes the older one and goes
-    after everything queued in between (a reply queued meanwhile stays first)."""
+    """A latest-value frame replaces its older queued one and goes after what was queued in between."""
     q, s = sink()
     q._draining = True  # the socket is backed up: frames wait in the queue
     q.write(b"cpu=1;", "metrics:cpu")

@@ -20,6 +20,7 @@ from centrifuge import (
 
 from channels import errors
 from server.app import Squall
+from tests.helpers.waiting import until
 
 
 class Recorder(SubscriptionEventHandler):
@@ -58,15 +59,6 @@ class ClientEvents(ClientEventHandler):
     async def on_disconnected(self, ctx: DisconnectedContext) -> None:
         self.disconnects.append(ctx.code)
         self.event.set()
-
-
-async def until(cond: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def client(ws_url: str, events: ClientEventHandler | None = None, delay: float = 0.05) -> Client:

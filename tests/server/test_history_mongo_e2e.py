@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from centrifuge import (
@@ -19,6 +19,7 @@ from server.app import Squall
 from tests.helpers.mongo_server import SecantusFactory, SecantusServer, secantus_factory  # noqa: F401
 from tests.helpers.redis_server import RedisServer, redis_factory, redis_server  # noqa: F401
 from tests.helpers.squall_process import OPEN_NAMESPACE, SquallProcess, test_config
+from tests.helpers.waiting import until
 
 pytestmark = pytest.mark.mongo
 
@@ -59,15 +60,6 @@ class Recorder(SubscriptionEventHandler):
         self.subscribed.append(ctx)
 
 
-async def until(cond: Callable[[], Any], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 def client(ws_url: str, delay: float = 0.1, timeout: float = 10.0) -> Client:
     return Client(ws_url, min_reconnect_delay=delay, max_reconnect_delay=max(0.5, delay * 2), timeout=timeout)
 
@@ -94,17 +86,17 @@ async def test_recovery_after_dropped_connection(ws_url: str, squall_app: Squall
     rec = Recorder()
     sub = c.new_subscription("chat:recover", rec)
     await sub.subscribe()
-    await until(lambda: rec.subscribed)
+    await until(lambda: rec.subscribed, timeout=10)
     hub = squall_app.ctx.hub
     await hub.publish("chat:recover", "before")
-    await until(lambda: len(rec.pubs) == 1)
+    await until(lambda: len(rec.pubs) == 1, timeout=10)
     [sess] = hub.clients()
     sess.wire._stream.close()  # type: ignore[attr-defined]  # a network loss, no close frame
-    await until(lambda: sess.closed)  # type: ignore[attr-defined]
+    await until(lambda: sess.closed, timeout=10)  # type: ignore[attr-defined]
     for i in range(20):
         await hub.publish("chat:recover", f"missed-{i}")
-    await until(lambda: len(rec.subscribed) >= 2)
-    await until(lambda: len(rec.pubs) == 21)
+    await until(lambda: len(rec.subscribed) >= 2, timeout=10)
+    await until(lambda: len(rec.pubs) == 21, timeout=10)
     assert rec.subscribed[-1].was_recovering and rec.subscribed[-1].recovered
     assert [o for o, _ in rec.pubs] == list(range(1, 22))
     assert [d for _, d in rec.pubs][1:] == [f"missed-{i}" for i in range(20)]
@@ -122,10 +114,10 @@ async def test_restart_squall_keeps_history_and_offsets(mongo: SecantusServer, s
     rec = Recorder()
     sub = c.new_subscription("chat:restart", rec)
     await sub.subscribe()
-    await until(lambda: rec.subscribed)
+    await until(lambda: rec.subscribed, timeout=10)
     for i in range(5):
         await sub.publish({"n": i})
-    await until(lambda: len(rec.pubs) == 5)
+    await until(lambda: len(rec.pubs) == 5, timeout=10)
     epoch = (await sub.history(limit=0)).epoch
     first.stop()
     second: SquallProcess = squall_factory(cfg, port=first.port)
@@ -133,7 +125,7 @@ async def test_restart_squall_keeps_history_and_offsets(mongo: SecantusServer, s
     assert rec.subscribed[-1].was_recovering and rec.subscribed[-1].recovered
     for i in range(5, 8):
         await sub.publish({"n": i})
-    await until(lambda: len(rec.pubs) == 8)
+    await until(lambda: len(rec.pubs) == 8, timeout=10)
     assert [o for o, _ in rec.pubs] == list(range(1, 9))
     hist = await sub.history(limit=100)
     assert hist.epoch == epoch
@@ -181,7 +173,7 @@ async def test_mongo_outage_during_steady_publishing(ws_url: str, mongo: Secantu
         live = watcher.new_subscription("live:outage", rec)
         await live.subscribe()
         await clients[1].publish("live:outage", "still here")
-        await until(lambda: rec.pubs)
+        await until(lambda: rec.pubs, timeout=10)
         await asyncio.to_thread(mongo.start)
         state["restarted"] = True
         await until(lambda: state["after_restart"] >= 50, timeout=60)
@@ -216,10 +208,10 @@ async def test_redis_engine_recovers_below_hot_window_and_survives_redis_loss(
     rec = Recorder()
     sub = sub_client.new_subscription("chat:deep", rec)
     await sub.subscribe()
-    await until(lambda: rec.subscribed)
+    await until(lambda: rec.subscribed, timeout=10)
     for i in range(3):
         await pub_client.publish("chat:deep", i)
-    await until(lambda: len(rec.pubs) == 3)
+    await until(lambda: len(rec.pubs) == 3, timeout=10)
     await sub_client.disconnect()
     for i in range(3, 23):  # 20 missed: 15 of them only in MongoDB
         await pub_client.publish("chat:deep", i)

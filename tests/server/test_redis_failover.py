@@ -12,6 +12,7 @@ from centrifuge import Client, PublicationContext, SubscribedContext, Subscripti
 from tests.helpers import squall_process
 from tests.helpers.redis_server import RedisServer, redis_factory, wait_until  # noqa: F401
 from tests.helpers.squall_process import SquallProcess, squall_factory  # noqa: F401
+from tests.helpers.waiting import until
 from tests.helpers.wsclient import connected
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -23,6 +24,7 @@ class Tracker(SubscriptionEventHandler):
     def __init__(self) -> None:
         self.epoch = ""
         self.by_epoch: dict[str, list[int]] = {}
+        self.data_by_epoch: dict[str, list[Any]] = {}
         self.data: list[Any] = []
         self.subscribes: list[SubscribedContext] = []
 
@@ -33,6 +35,7 @@ class Tracker(SubscriptionEventHandler):
 
     async def on_publication(self, ctx: PublicationContext) -> None:
         self.by_epoch.setdefault(self.epoch, []).append(ctx.pub.offset)
+        self.data_by_epoch.setdefault(self.epoch, []).append(ctx.pub.data)
         self.data.append(ctx.pub.data)
 
     @property
@@ -100,7 +103,7 @@ async def test_redis_restart_during_steady_publishing(
         await asyncio.sleep(0.02)
     assert acked and len(acked) + failed == 150
     assert acked[-1] == 149, "publishing never came back after the restart"
-    await asyncio.sleep(1.5)  # let reconnects and recoveries settle
+    await until(lambda: all(149 in t.data for t in trackers), timeout=20, what="the last publication at every subscriber")
     for t in trackers:
         for epoch, offsets in t.by_epoch.items():
             assert offsets == sorted(offsets), f"out of order in epoch {epoch}"
@@ -111,5 +114,13 @@ async def test_redis_restart_during_steady_publishing(
             # a publication acknowledged but not received: only acceptable
             # when the subscriber was told its position could not be recovered
             assert t.told_to_reset, f"silent gap: {sorted(missing)[:10]}"
+        # The stream the subscriber ended on: every publication after the position
+        # it (re)subscribed at arrived, without a hole, up to the last one.
+        start = next(s.stream_position for s in t.subscribes if s.stream_position and s.stream_position.epoch == t.epoch)
+        offsets, values = t.by_epoch[t.epoch], t.data_by_epoch[t.epoch]
+        assert offsets == list(range(start.offset + 1, start.offset + 1 + len(offsets))), f"a hole in epoch {t.epoch}"
+        assert values[-1] == 149
+        lost = [i for i in acked if i >= values[0] and i not in values]
+        assert not lost, f"acknowledged after the resubscribe but not received: {lost[:10]}"
     for c in clients:
         await c.disconnect()

@@ -45,6 +45,19 @@ async def publisher(url: str, k: int, acked: list[tuple[int, int]], codes: list[
     codes.append(c.close_code)
 
 
+async def until_closed(c: RawClient, timeout: float) -> tuple[int | None, list[dict[str, Any]]]:
+    """Everything the server sent until it closed the connection, in order, and the close code."""
+    seen = list(c.pushes)
+    c.pushes.clear()
+
+    async def drain() -> None:
+        while (obj := await c.read(timeout)) is not None:
+            seen.append(obj)
+
+    await asyncio.wait_for(drain(), timeout)
+    return c.close_code, seen
+
+
 async def history_of(url: str) -> set[tuple[int, int]]:
     c = await connected(url)
     out: set[tuple[int, int]] = set()
@@ -98,14 +111,18 @@ async def test_sigterm_memory_engine_clients_get_3001_and_exit_0(squall_factory:
     sq: SquallProcess = squall_factory(config())
     clients = [await connected(sq.ws_url) for _ in range(6)]
     for c in clients:
-        await c.call("subscribe", {"channel": CHANNEL})
-    await clients[0].call("publish", {"channel": CHANNEL, "data": {"k": 0, "i": 0}})
+        assert "subscribe" in await c.call("subscribe", {"channel": CHANNEL})
+    data = {"k": 0, "i": 0}
+    r = await clients[0].call("publish", {"channel": CHANNEL, "data": data})
+    assert r.get("publish") == {}, r
     sq.proc.send_signal(signal.SIGTERM)
-    codes = []
+    codes, received = [], []
     for c in clients:
-        code, _ = await c.wait_closed(timeout=15)
+        code, seen = await until_closed(c, timeout=15)
         codes.append(code)
+        received.append([p["push"]["pub"]["data"] for p in seen if "pub" in p.get("push", {})])
     assert codes == [3001] * 6
+    assert received == [[data]] * 6
     rc = await asyncio.get_running_loop().run_in_executor(None, sq.proc.wait, 30)
     assert rc == 0
     assert "shutdown complete" in sq.logs()
