@@ -1,0 +1,75 @@
+"""The C broadcast generator counts exactly: every delivery against Squall, loss and refusals when they happen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bench import native
+from tests.helpers.baselines import start_baseline, stop
+from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
+
+
+@pytest.fixture(scope="module")
+def exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generator compiled into this test run's own folder."""
+    return native.build(tmp_path_factory.mktemp("native"))
+
+
+@pytest.fixture(scope="module")
+def squall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SquallProcess]:
+    """Squall with bench/squall.toml (open namespace "bench")."""
+    sp = start_squall(tmp_path_factory.mktemp("squall"), (ROOT / "bench" / "squall.toml").read_text())
+    yield sp
+    sp.stop()
+
+
+def short(port: int, *, subscribers: int = 40, batch: int = 1, channel: str = "bench:native",
+          drain: float = 5.0) -> native.Broadcast:
+    return native.Broadcast(port=port, subscribers=subscribers, channel=channel, window=8, batch=batch,
+                            duration=1.5, warmup=0.5, drain=drain)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_every_publication_reaches_every_subscriber(exe: Path, squall: SquallProcess, batch: int) -> None:
+    """Each subscriber gets each acknowledged publication once; batched reads (SO_RCVLOWAT) lose nothing."""
+    marks: list[str] = []
+    r = native.run(short(squall.port, batch=batch, channel=f"bench:n{batch}"), marks.append, exe)
+    assert r["exit_code"] == 0, r
+    assert marks == ["start", "end"]
+    assert r["ready"] == r["live"] == 40
+    assert r["published"] > 8 and r["acked"] == r["published"]
+    assert r["deliveries"] == r["expected"] == r["published"] * 40
+    assert r["loss"] == 0 and r["extra"] == 0 and r["closes"] == 0
+    assert 0 < r["measured_deliveries"] <= r["deliveries"]
+    assert r["deliveries_per_s"] == pytest.approx(r["measured_deliveries"] / r["measured_seconds"], rel=1e-3)
+
+
+def test_loss_is_counted_and_fails_the_run(exe: Path) -> None:
+    """A server that skips every 7th delivery: the run reports the missing ones and exits non-zero."""
+    b = start_baseline("bench.baseline_asyncio", "--drop-every", "7")
+    try:
+        r = native.run(short(b.port, subscribers=14, drain=1.0), None, exe)
+    finally:
+        stop(b.proc)
+    assert r["exit_code"] == 1
+    assert r["published"] > 0
+    assert r["loss"] == r["expected"] - r["deliveries"] > 0
+
+
+def test_refused_subscriptions_fail_the_run(exe: Path, squall: SquallProcess) -> None:
+    """Subscribing to an unknown namespace is refused: nobody is ready, nothing is published, exit non-zero."""
+    r = native.run(short(squall.port, subscribers=5, channel="nowhere:x"), None, exe)
+    assert r["exit_code"] == 1
+    assert r["reply_errors"] == 5
+    assert r["ready"] == 0 and r["published"] == 0
+
+
+def test_build_names_the_binary_by_source_hash(tmp_path: Path) -> None:
+    """A second build reuses the first binary; the name carries the source's hash."""
+    first = native.build(tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert native.build(tmp_path) == first and first.stat().st_mtime_ns == mtime
+    assert first.name.startswith("native_broadcast-") and len(first.name) == len("native_broadcast-") + 12
