@@ -39,20 +39,22 @@ SERVERS = ("squall", "asyncio", "tornado")
 # scenario -> (quick args, full args); sizes of issue 7 in "full"
 SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "broadcast": (
-        ["--subscribers", "1000", "--window", "8", "--duration", "8"],
-        ["--subscribers", "5000", "--window", "4", "--duration", "20"],
+        ["--subscribers", "1000", "--window", "8", "--duration", "8", "--warmup", "2"],
+        ["--subscribers", "5000", "--window", "4", "--duration", "20", "--warmup", "2"],
     ),
     "chat": (
-        ["--rooms", "100", "--members", "10", "--rate", "2", "--duration", "8"],
-        ["--rooms", "200", "--members", "10", "--rate", "2", "--duration", "20"],
+        ["--rooms", "100", "--members", "10", "--rate", "2", "--duration", "8", "--warmup", "2"],
+        ["--rooms", "200", "--members", "10", "--rate", "2", "--duration", "20", "--warmup", "2"],
     ),
     "idle": (
         ["--connections", "2000", "--per-client", "2", "--duration", "3"],
         ["--connections", "10000", "--per-client", "2", "--duration", "10"],
     ),
     "dashboard": (
-        ["--clients", "1000", "--channels", "20", "--per-client", "4", "--rate", "10", "--duration", "8"],
-        ["--clients", "5000", "--channels", "50", "--per-client", "5", "--rate", "10", "--duration", "20"],
+        ["--clients", "1000", "--channels", "20", "--per-client", "4", "--rate", "10", "--duration", "8",
+         "--warmup", "2"],
+        ["--clients", "5000", "--channels", "50", "--per-client", "5", "--rate", "10", "--duration", "20",
+         "--warmup", "2"],
     ),
     "churn": (
         ["--connections", "1000", "--churn-rate", "50", "--storm-at", "4", "--rate", "10", "--duration", "8"],
@@ -61,6 +63,8 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
 }
 NAMESPACE = {"churn": "stream"}  # history needed for recovery
 NEEDS_HISTORY = {"churn"}
+# Scenarios with a latency target: run --repeat times per server, the run with the median p99 is kept.
+REPEATED = {"chat"}
 
 
 def free_port() -> int:
@@ -121,13 +125,13 @@ def start_server(name: str, core: str, log: Path, extra: Sequence[str] = ()) -> 
     return Server(name, port, proc)
 
 
-def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: Path) -> dict[str, Any]:
-    out = workdir / f"{server.name}-{scenario}.json"
+def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: Path, tag: str = "") -> dict[str, Any]:
+    out = workdir / f"{server.name}-{scenario}{tag}.json"
     ns = NAMESPACE.get(scenario, "bench")
     cmd = pin(core) + [
         sys.executable, "-m", "loadtest", scenario, *args, "--url", server.ws_url, "--namespace", ns,
         "--server-pid", str(server.proc.pid), "--ramp", "0", "--quiet", "--json", str(out),
-        "--html", str(workdir / f"{server.name}-{scenario}.html"),
+        "--html", str(workdir / f"{server.name}-{scenario}{tag}.html"),
     ]
     if server.name == "squall":
         cmd += ["--stats-url", f"http://127.0.0.1:{server.port}/metrics", "--stats-key", "squall_deliveries_total"]
@@ -139,6 +143,15 @@ def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: 
     result: dict[str, Any] = json.loads(out.read_text())
     result["exit_status"] = proc.returncode
     return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose p99 latency is the median (the upper one of an even count); every p99 kept in ``p99_runs``."""
+    ranked = sorted(runs, key=lambda r: r["latency_ms"].get("p99", float("inf")))
+    chosen = dict(ranked[len(ranked) // 2])
+    chosen["p99_runs"] = [r["latency_ms"].get("p99") for r in runs]
+    chosen["exit_status"] = max(r["exit_status"] for r in runs)  # a failed repeat fails the scenario
+    return chosen
 
 
 def squall_gc_pause_max(port: int) -> float | None:
@@ -156,8 +169,9 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     # scenario, label, path into the summary, format, lower is better
     ("broadcast", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
     ("broadcast", "deliveries / s", "deliveries_per_s", "{:,.0f}", False),
-    ("broadcast", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
-    ("chat", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
+    ("broadcast", "p99 latency ms (after 2 s)", "latency_ms.p99", "{:.1f}", True),
+    ("chat", "p99 latency ms (after 2 s; median run)", "latency_ms.p99", "{:.1f}", True),
+    ("chat", "p99 latency ms of the first 2 s", "latency_warmup_ms.p99", "{:.1f}", True),
     ("chat", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
     ("chat", "deliveries / s", "deliveries_per_s", "{:,.0f}", False),
     ("idle", "KiB RSS / connection", "server.kib_per_connection", "{:.2f}", True),
@@ -165,7 +179,7 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("idle", "server CPU µs / connect", "server.cpu_us_per_connect", "{:.0f}", True),
     ("idle", "longest GC pause ms (Squall)", "server.gc_pause_max_ms", "{:.1f}", True),
     ("dashboard", "server CPU µs / delivery", "server.cpu_us_per_delivery", "{:.2f}", True),
-    ("dashboard", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
+    ("dashboard", "p99 latency ms (after 2 s)", "latency_ms.p99", "{:.1f}", True),
     ("churn", "p99 latency ms", "latency_ms.p99", "{:.1f}", True),
     ("churn", "reconnect storm s", "storm_seconds", "{:.2f}", True),
 ]
@@ -224,8 +238,11 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     a = dig(sq.get("broadcast", {}), "deliveries_per_s")
     b = dig(nv.get("broadcast", {}), "deliveries_per_s")
     check("broadcast deliveries/s >= 5x naive Tornado", None if a is None or b is None else a >= 5 * b, ratio(a, b))
-    a = dig(sq.get("chat", {}), "latency_ms.p99")
-    check("chat p99 <= 20 ms", None if a is None else a <= 20, f"{a} ms")
+    chat = sq.get("chat", {})
+    a = dig(chat, "latency_ms.p99")
+    runs = chat.get("p99_runs")
+    check("chat p99 <= 20 ms", None if a is None else a <= 20,
+          f"{a} ms" + (f" (median of runs at {', '.join(f'{x:.1f}' for x in runs)} ms)" if runs else ""))
     a = dig(sq.get("idle", {}), "server.kib_per_connection")
     check("idle RSS <= 12 KiB/connection", None if a is None else a <= 12, f"{a} KiB")
     a = dig(sq.get("idle", {}), "server.gc_pause_max_ms")
@@ -269,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default="broadcast,chat,idle,dashboard,churn", help="comma list")
     ap.add_argument("--server-core", default="0", help="CPU the server is pinned to ('' = no pinning)")
     ap.add_argument("--client-core", default="1", help="CPU the load tester is pinned to ('' = no pinning)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per server of each latency-target scenario (chat); the median p99 run is reported")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
     ap.add_argument("--out", default="", help="directory for JSON and HTML results (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -291,27 +310,34 @@ def main(argv: list[str] | None = None) -> int:
             if scen in NEEDS_HISTORY and name != "squall":
                 continue
             sargs = SCENARIOS[scen][1 if args.full else 0]
-            print(f"== {scen} vs {name} ...", flush=True)
-            server = None
-            try:
-                server = start_server(name, args.server_core, workdir / f"{name}.log")
-                r = run_one(server, scen, sargs, args.client_core, workdir)
-                if name == "squall":
-                    gc_max = squall_gc_pause_max(server.port)
-                    if gc_max is not None:
-                        r.setdefault("server", {})["gc_pause_max_ms"] = gc_max * 1000
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                print(f"   FAILED: {e}", flush=True)
-                failed = True
+            repeats = max(1, args.repeat) if scen in REPEATED else 1
+            runs: list[dict[str, Any]] = []
+            for k in range(repeats):
+                print(f"== {scen} vs {name}" + (f" (run {k + 1} of {repeats})" if repeats > 1 else "") + " ...", flush=True)
+                server = None
+                try:
+                    server = start_server(name, args.server_core, workdir / f"{name}.log")
+                    one = run_one(server, scen, sargs, args.client_core, workdir, f"-{k}" if repeats > 1 else "")
+                    if name == "squall":
+                        gc_max = squall_gc_pause_max(server.port)
+                        if gc_max is not None:
+                            one.setdefault("server", {})["gc_pause_max_ms"] = gc_max * 1000
+                    runs.append(one)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    print(f"   FAILED: {e}", flush=True)
+                    failed = True
+                finally:
+                    if server is not None:
+                        server.stop()
+            if not runs:
                 continue
-            finally:
-                if server is not None:
-                    server.stop()
+            r = median_run(runs) if repeats > 1 else runs[0]
             results.setdefault(name, {})[scen] = r
             srv = r.get("server", {})
             print(f"   {r['deliveries']:,} deliveries, {r['deliveries_per_s']:,.0f}/s, p99 "
                   f"{r['latency_ms'].get('p99', '-')} ms, CPU/delivery {srv.get('cpu_us_per_delivery', '-')} µs, "
-                  f"KiB/conn {srv.get('kib_per_connection', '-')}, loss {r['loss']}, errors {r['error_count']}",
+                  f"KiB/conn {srv.get('kib_per_connection', '-')}, loss {r['loss']}, errors {r['error_count']}"
+                  + (f"; p99 of the {repeats} runs: {r['p99_runs']} ms, the median run shown" if repeats > 1 else ""),
                   flush=True)
             if r["exit_status"] != 0:
                 failed = True

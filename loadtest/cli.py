@@ -114,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=_int_in(1, 100_000), default=64, help="publishes in flight per publisher")
     g.add_argument("--message-size", type=_int_in(60, 1_000_000), default=100, help="approximate bytes of each publication's data")
     g.add_argument("--duration", type=_float_in(0.1, MAX_DURATION), default=10.0, help="seconds of the run phase")
+    g.add_argument("--warmup", type=_float_in(0, MAX_DURATION), default=0.0,
+                   help="seconds at the start of the run phase whose publications' latency is reported apart "
+                        "(latency_warmup_ms), not in latency_ms; loss still counts every publication")
     g.add_argument("--ramp", type=_float_in(0, 1e6), default=1000.0, help="new connections per second (0 = unlimited)")
     g.add_argument("--connect-concurrency", type=_int_in(1, 100_000), default=200, help="handshakes in flight per worker")
     g.add_argument("--connect-timeout", type=_float_in(0.1, 600), default=10.0, help="seconds per connect or subscribe")
@@ -169,6 +172,7 @@ def build(args: argparse.Namespace) -> tuple[Plan, Target]:
         window=args.window,
         message_size=args.message_size,
         duration=args.duration,
+        warmup=args.warmup,
         ramp=args.ramp,
         connect_concurrency=args.connect_concurrency,
         connect_timeout=args.connect_timeout,
@@ -183,6 +187,8 @@ def build(args: argparse.Namespace) -> tuple[Plan, Target]:
         raise ValueError(f"{plan.total_connections} connections planned; at most {MAX_CONNECTIONS}")
     if args.scenario == "dashboard" and args.per_client > plan.pool:
         raise ValueError(f"--per-client {args.per_client} exceeds the {plan.pool} channels (--channels)")
+    if args.warmup >= args.duration:
+        raise ValueError("--warmup must be shorter than --duration")
     if args.scenario == "churn" and args.storm_at >= args.duration:
         raise ValueError("--storm-at must be inside --duration")
     target = Target(

@@ -42,6 +42,7 @@ class Plan:
     window: int = 64  # most publishes in flight per publisher
     message_size: int = 100  # bytes of publication data
     duration: float = 10.0  # seconds of the run phase
+    warmup: float = 0.0  # first seconds of the run phase: their publications' latency is reported apart
     ramp: float = 1000.0  # new connections per second over all workers (0 = as fast as allowed)
     connect_concurrency: int = 200  # handshakes in flight per worker
     connect_timeout: float = 10.0

@@ -38,6 +38,15 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             "latency ms",
             "  ".join(f"{k} {_fmt_ms(lat, k)}" for k in ("p50", "p90", "p99", "p99.9", "max")),
         ),
+    ]
+    warm = s.get("latency_warmup_ms") or {}
+    if warm:
+        rows[-1] = (f"latency ms (after {s['plan']['warmup']:g} s)", rows[-1][1])
+        rows.append((
+            "warm-up latency ms",
+            "  ".join(f"{k} {_fmt_ms(warm, k)}" for k in ("p50", "p99", "max")),
+        ))
+    rows += [
         ("loss", f"{s['loss']:,} ({s['loss_pct']}%)"),
         ("duplicates", f"{s['duplicates']:,}"),
         ("out of order", f"{s['out_of_order']:,}"),

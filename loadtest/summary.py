@@ -31,6 +31,7 @@ def _pcts(h: HdrHistogram) -> dict[str, float]:
     out = {f"p{p:g}": h.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES}
     out["max"] = h.get_max_value() / 1000.0
     out["mean"] = round(h.get_mean_value() / 1000.0, 3)
+    out["count"] = h.get_total_count()
     return out
 
 
@@ -124,6 +125,7 @@ class Aggregator:
         plan = self.plan
         rs = [self.results[w] for w in sorted(self.results)]
         lat = new_histogram()
+        warm = new_histogram()
         ctime = new_histogram()
         c: Counter[str] = Counter()
         errors: Counter[str] = Counter()
@@ -132,6 +134,7 @@ class Aggregator:
         subscribers: Counter[str] = Counter()
         for r in rs:
             lat.add(_decode(r["latency"]))
+            warm.add(_decode(r["latency_warmup"]))
             ctime.add(_decode(r["connect_time"]))
             for k in (
                 "deliveries", "received", "duplicates", "out_of_order", "recovered_deliveries", "foreign",
@@ -174,6 +177,7 @@ class Aggregator:
             "run_seconds": round(run_seconds, 3),
             "deliveries_per_s": round(deliveries / run_seconds, 1) if run_seconds else 0.0,
             "latency_ms": _pcts(lat),
+            "latency_warmup_ms": _pcts(warm),
             "errors": dict(errors),
             "disconnects": dict(disconnects),
             "error_count": n_errors,

@@ -29,8 +29,11 @@ class Tracker:
 
     def __init__(self, track_positions: bool = False) -> None:
         self.track_positions = track_positions
-        self.latency = new_histogram()
+        self.latency = new_histogram()  # publications sent from measure_from_us on
+        self.warmup = new_histogram()  # publications sent before it
         self.interval = new_histogram()
+        self.warmup_interval = new_histogram()
+        self.measure_from_us = 0  # wall clock (µs), like the "t" a publication carries
         self.connect_time = new_histogram()
         self.deliveries = 0  # unique publications delivered to a subscriber
         self.received = 0  # every publication push, duplicates included
@@ -88,30 +91,41 @@ class Tracker:
             self.recovered_deliveries += 1
             return
         lat = now_us - sent
-        self.interval.record_value(1 if lat < 1 else (LATENCY_MAX_US if lat > LATENCY_MAX_US else lat))
+        hist = self.interval if sent >= self.measure_from_us else self.warmup_interval
+        hist.record_value(1 if lat < 1 else (LATENCY_MAX_US if lat > LATENCY_MAX_US else lat))
 
     def on_disconnect(self, conn: Conn, code: int, reason: str) -> None:
         self.disconnects[str(code)] += 1
 
     # ---------------------------------------------------------------- ticks
     def take_interval(self) -> str:
-        """Encoded latency histogram of the interval since the last call."""
-        self.latency.add(self.interval)
+        """Encoded latency histogram of the interval since the last call (warm-up included)."""
+        self._fold()
         enc = self.interval.encode()
         self.interval.reset()
         return enc.decode() if isinstance(enc, bytes) else str(enc)
+
+    def _fold(self) -> None:
+        """Move the interval's samples into the run's totals; warm-up ones stay visible in ``interval``."""
+        self.latency.add(self.interval)
+        if self.warmup_interval.get_total_count():
+            self.warmup.add(self.warmup_interval)
+            self.interval.add(self.warmup_interval)
+            self.warmup_interval.reset()
 
     def error(self, what: str, code: int | str) -> None:
         self.errors[f"{what}:{code}"] += 1
 
     def result(self) -> dict[str, Any]:
         """Everything the aggregator needs, JSON/pickle-safe."""
-        self.latency.add(self.interval)
+        self._fold()
         self.interval.reset()
         enc = self.latency.encode()
+        wenc = self.warmup.encode()
         cenc = self.connect_time.encode()
         return {
             "latency": enc.decode() if isinstance(enc, bytes) else str(enc),
+            "latency_warmup": wenc.decode() if isinstance(wenc, bytes) else str(wenc),
             "connect_time": cenc.decode() if isinstance(cenc, bytes) else str(cenc),
             "deliveries": self.deliveries,
             "received": self.received,

@@ -84,6 +84,7 @@ class Worker:
                 samples["connected"] = self.sampler.sample(with_stats=True)
             self.phase = "run"
             self.run_started = time.monotonic()
+            self.tracker.measure_from_us = time.time_ns() // 1000 + int(plan.warmup * 1e6)
             stop_at = self.run_started + plan.duration
             tasks = [asyncio.ensure_future(self._publisher(c, stop_at)) for c in self._publisher_conns()]
             if plan.scenario == "churn":

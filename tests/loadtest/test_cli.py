@@ -35,6 +35,7 @@ def test_bad_arguments_exit_2(argv: list[str], message: str, capsys: pytest.Capt
         (["broadcast", "--token", "t", "--hmac-secret", "s"], "not both"),
         (["dashboard", "--channels", "3", "--per-client", "5"], "exceeds the 3 channels"),
         (["churn", "--duration", "2", "--storm-at", "5"], "inside --duration"),
+        (["chat", "--rate", "1", "--duration", "2", "--warmup", "2"], "--warmup must be shorter than --duration"),
         (["broadcast", "--server-pid", "2147483647"], "no such process"),
     ],
 )

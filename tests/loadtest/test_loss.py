@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.loadtest.conftest import Baseline, RunTool
+from tests.helpers.baselines import Baseline
+from tests.loadtest.conftest import RunTool
 
 
 def test_dropped_deliveries_are_reported_as_loss(dropping_baseline: Baseline, run_tool: RunTool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.cli import main
-from tests.loadtest.conftest import Baseline
+from tests.helpers.baselines import Baseline
 
 
 def test_html_report_is_self_contained(asyncio_baseline: Baseline, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from loadtest.report import _rows as report_rows
+from tests.helpers.baselines import Baseline
 from tests.helpers.squall_process import SquallProcess
-from tests.loadtest.conftest import Baseline, RunTool
+from tests.loadtest.conftest import RunTool
 
 SHORT = ("--duration", "1.5", "--drain", "5")
 
@@ -40,6 +42,19 @@ def test_baseline_asyncio_counts_match(
     assert s["deliveries"] > 0
     assert s["deliveries"] == s["expected"] == s["server"]["deliveries"]
     assert s["server"]["cpu_us_per_delivery"] > 0
+
+
+def test_warmup_latency_reported_apart(asyncio_baseline: Baseline, run_tool: RunTool) -> None:
+    """--warmup splits the latency samples: both parts together are every live delivery, none is lost."""
+    rc, s = run_tool("chat", "--rooms", "20", "--members", "5", "--rate", "10", "--duration", "2", "--warmup", "1",
+                     "--drain", "5", "--url", asyncio_baseline.ws_url)
+    assert_clean(rc, s)
+    lat, warm = s["latency_ms"], s["latency_warmup_ms"]
+    assert lat["count"] > 0 and warm["count"] > 0
+    assert lat["count"] + warm["count"] == s["deliveries"]
+    assert s["plan"]["warmup"] == 1.0
+    labels = [label for label, _ in report_rows(s)]
+    assert "latency ms (after 1 s)" in labels and "warm-up latency ms" in labels
 
 
 def test_baseline_tornado_broadcast(tornado_baseline: Baseline, run_tool: RunTool) -> None:

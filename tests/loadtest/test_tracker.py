@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from loadtest.protocol import Conn
-from loadtest.tracker import Tracker
+from loadtest.tracker import Tracker, new_histogram
+
+
+def decode(encoded: str) -> HdrHistogram:
+    h = new_histogram()
+    h.decode_and_add(encoded)
+    return h
 
 
 def pub(seq: int, publisher: str = "p1") -> dict[str, Any]:
@@ -44,3 +52,20 @@ def test_foreign_and_recovered_publications() -> None:
     assert conn.offsets["c"] == 1
     tr.take_interval()
     assert tr.latency.get_total_count() == 0
+
+
+def test_warmup_latency_is_kept_apart() -> None:
+    """Publications sent before measure_from_us go to the warm-up histogram; the timeline still sees both."""
+    tr = Tracker()
+    conn = Conn(0, tr)
+    tr.measure_from_us = 10_000
+    tr.on_pub(conn, "c", {"data": {"s": 1, "t": 9_000, "p": "a"}}, now_us=59_000)  # 50 ms, warm-up
+    tr.on_pub(conn, "c", {"data": {"s": 2, "t": 10_000, "p": "a"}}, now_us=12_000)  # 2 ms, measured
+    tr.on_pub(conn, "c", {"data": {"s": 3, "t": 11_000, "p": "a"}}, now_us=14_000)  # 3 ms, measured
+    interval = decode(tr.take_interval())
+    assert interval.get_total_count() == 3
+    assert (tr.latency.get_total_count(), tr.warmup.get_total_count()) == (2, 1)
+    assert tr.latency.get_max_value() < 4_000 < 49_000 < tr.warmup.get_max_value()
+    out = tr.result()
+    assert decode(out["latency"]).get_total_count() == 2
+    assert decode(out["latency_warmup"]).get_total_count() == 1
