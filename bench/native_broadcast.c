@@ -281,9 +281,7 @@ static void on_writable(conn_t *c) {
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) {
         connect_failures++;
-        c->state = ST_CLOSED;
-        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
+        close_conn(c, 0);
         return;
     }
     char req[512];

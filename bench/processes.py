@@ -32,22 +32,12 @@ import psutil
 
 from bench import native
 from bench.suite import Server, start_server
+from loadtest.serverstats import ServerSampler
 from tests.helpers.redis_server import RedisServer, find_redis_server
 
 
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def _established(procs: list[psutil.Process]) -> list[int]:
-    """Client sockets each worker holds (the parent holds none)."""
+    """Established TCP sockets per worker (its clients and its Redis links; the parent holds none)."""
     counts = []
     for p in procs:
         try:
@@ -61,15 +51,15 @@ def _established(procs: list[psutil.Process]) -> list[int]:
 
 def measure(server: Server, spec: native.Broadcast, exe: Path) -> dict[str, Any]:
     """One generator run against ``server``; the server's CPU is read at the generator's marks."""
+    sampler = ServerSampler(server.proc.pid)
     root = psutil.Process(server.proc.pid)
-    procs = [root, *root.children(recursive=True)]
     marks: dict[str, tuple[float, float]] = {}
     split: list[int] = []
 
     def on_mark(name: str) -> None:
-        marks[name] = (time.monotonic(), _cpu(procs))
+        marks[name] = (time.monotonic(), sampler.sample().get("cpu", 0.0))
         if name == "start":
-            split.extend(_established(procs))
+            split.extend(_established([root, *root.children(recursive=True)]))
 
     r = native.run(spec, on_mark, exe)
     if "start" in marks and "end" in marks and r["measured_deliveries"]:
