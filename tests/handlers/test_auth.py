@@ -221,8 +221,9 @@ async def test_expired_token_on_connect_is_109(ws_url: str) -> None:
 async def test_connection_expires_without_refresh_3005(ws_url: str) -> None:
     """A connection whose token expires and is not refreshed is closed with 3005."""
     c = await RawClient.open(ws_url)
-    r = await c.call("connect", {"token": tok("alice", ttl=1)})
-    assert r["connect"]["expires"] is True and 1 <= r["connect"]["ttl"] <= 1
+    # ttl=2: exp is whole seconds, so a ttl of 1 can already be past when the server reads it
+    r = await c.call("connect", {"token": tok("alice", ttl=2)})
+    assert r["connect"]["expires"] is True and 1 <= r["connect"]["ttl"] <= 2
     got, _ = await c.wait_closed(timeout=10)
     assert got == 3005
 
@@ -313,7 +314,7 @@ async def test_expired_subscription_token_is_109(ws_url: str) -> None:
 async def test_subscription_expires_without_sub_refresh_2501(ws_url: str, squall_app: Squall) -> None:
     """A subscription whose token expires unrefreshed is ended with unsubscribe code 2501."""
     c = await connected(ws_url, token=tok("alice"))
-    r = await c.call("subscribe", {"channel": "private:$room", "token": tok("alice", channel="private:$room", ttl=1)})
+    r = await c.call("subscribe", {"channel": "private:$room", "token": tok("alice", channel="private:$room", ttl=2)})
     assert r["subscribe"]["expires"] is True
     push = await c.next_push(timeout=10)
     assert push["push"]["channel"] == "private:$room"
