@@ -1,14 +1,16 @@
-"""Build and run ``bench/native_broadcast.c``, the broadcast load generator in C.
+"""Build and run the load generators in C: ``bench/native_broadcast.c`` and
+``bench/native_chat.c`` (both on the plumbing of ``bench/native_ws.h``).
 
-Why a second load generator: to show what a second server process adds on a
-2-core machine, the load must cost a small fraction of a core. The Python
-load tester spends about as much CPU per delivery as the server; this one,
-reading each socket in batches (``SO_RCVLOWAT``) and only walking frame
-headers, spends roughly a tenth (docs/LOADTEST.md). It measures throughput,
-loss and its own CPU; latency stays the Python tester's job.
+Why load generators in C: on a 2-core machine the load must cost a small
+fraction of a core, or it competes with the server it measures. The Python
+load tester spends about as much CPU per delivery as the server. The
+broadcast generator, reading each socket in batches (``SO_RCVLOWAT``) and
+only walking frame headers, spends roughly a tenth (docs/LOADTEST.md); it
+measures throughput and loss. The chat generator reads each frame as it
+lands and measures latency too, at a third of the Python tester's cost.
 
-The binary is compiled with the system's ``cc`` on first use and cached under
-the temp directory, named by the source's hash.
+Each binary is compiled with the system's ``cc`` on first use and cached under
+the temp directory, named by the hash of its source and the shared header.
 """
 
 from __future__ import annotations
@@ -21,27 +23,41 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
-SOURCE = Path(__file__).with_name("native_broadcast.c")
+HERE = Path(__file__).parent
+HEADER = HERE / "native_ws.h"
 
 
-def build(cache: Path | None = None) -> Path:
-    """The compiled generator, built once per version of its source."""
+def build(cache: Path | None = None, program: str = "native_broadcast") -> Path:
+    """The compiled generator ``program`` (a .c file here), built once per version of its source."""
     cc = shutil.which("cc") or shutil.which("gcc")
+    source = HERE / f"{program}.c"
     if cc is None:
-        raise RuntimeError("bench/native_broadcast.c needs a C compiler (cc) on PATH")
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+        raise RuntimeError(f"bench/{source.name} needs a C compiler (cc) on PATH")
+    digest = hashlib.sha256(source.read_bytes() + HEADER.read_bytes()).hexdigest()[:12]
     folder = cache or Path(tempfile.gettempdir()) / "squall-bench"
-    exe = folder / f"native_broadcast-{digest}"
+    exe = folder / f"{program}-{digest}"
     if not exe.exists():
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f"{exe.name}.{threading.get_ident()}.tmp"
-        done = subprocess.run([cc, "-O2", "-Wall", "-o", str(partial), str(SOURCE)], capture_output=True, text=True)
+        done = subprocess.run([cc, "-O2", "-Wall", "-o", str(partial), str(source)], capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"cc failed on {SOURCE.name}:\n{done.stderr}")
+            raise RuntimeError(f"cc failed on {source.name}:\n{done.stderr}")
         partial.replace(exe)
     return exe
+
+
+class Spec(Protocol):
+    program: ClassVar[str]
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def drain(self) -> float: ...
+
+    def argv(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class Broadcast:
     """One run: ``subscribers`` sockets on ``channel``, one publisher at most
     ``window`` publications ahead of the slowest of them."""
 
+    program: ClassVar[str] = "native_broadcast"
     port: int
     subscribers: int = 5000
     channel: str = "bench:native"
@@ -67,14 +84,41 @@ class Broadcast:
         ]
 
 
-def run(spec: Broadcast, on_mark: Callable[[str], None] | None = None, exe: Path | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Chat:
+    """One run: ``rooms`` x ``members`` sockets, each member publishing ``rate``
+    times a second to its room, open-loop on a fixed schedule."""
+
+    program: ClassVar[str] = "native_chat"
+    port: int
+    rooms: int = 200
+    members: int = 10
+    rate: float = 2.0  # publications per second per member
+    namespace: str = "bench"
+    size: int = 100  # bytes of publication data
+    duration: float = 20.0  # publishing time; latency of the first ``warmup`` seconds is reported apart
+    warmup: float = 2.0
+    drain: float = 10.0
+
+    def argv(self) -> list[str]:
+        return [
+            "--port", str(self.port), "--rooms", str(self.rooms), "--members", str(self.members),
+            "--rate", str(self.rate), "--namespace", self.namespace, "--size", str(self.size),
+            "--duration", str(self.duration), "--warmup", str(self.warmup), "--drain", str(self.drain),
+        ]
+
+
+def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | None = None,
+        prefix: Sequence[str] = ()) -> dict[str, Any]:
     """Run the generator to its end; ``on_mark`` hears "start" and "end" of the measured interval.
 
+    ``prefix`` goes before the command (e.g. ``taskset -c 1``).
+
     The result is the generator's JSON plus ``exit_code`` (0 only with every
-    subscriber ready and alive, nothing lost and no publish refused).
+    client ready and alive, nothing lost and no publish refused).
     """
-    binary = exe or build()
-    proc = subprocess.Popen([str(binary), *spec.argv()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    binary = exe or build(program=spec.program)
+    proc = subprocess.Popen([*prefix, str(binary), *spec.argv()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The generator bounds itself (setup, duration, drain); this only guards a hang.
     limit = 180.0 + spec.duration + spec.drain
     watchdog = threading.Timer(limit, proc.kill)
@@ -96,6 +140,6 @@ def run(spec: Broadcast, on_mark: Callable[[str], None] | None = None, exe: Path
             proc.kill()
             proc.wait()
     if result is None:
-        raise RuntimeError(f"native_broadcast printed no result (exit {code}): {stderr.strip()}")
+        raise RuntimeError(f"{spec.program} printed no result (exit {code}): {stderr.strip()}")
     result["exit_code"] = code
     return result

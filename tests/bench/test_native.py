@@ -1,4 +1,4 @@
-"""The C broadcast generator counts exactly: every delivery against Squall, loss and refusals when they happen."""
+"""The C load generators count exactly: every delivery against Squall, loss and refusals when they happen."""
 
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
 
 @pytest.fixture(scope="module")
 def exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The generator compiled into this test run's own folder."""
+    """The broadcast generator compiled into this test run's own folder."""
     return native.build(tmp_path_factory.mktemp("native"))
+
+
+@pytest.fixture(scope="module")
+def chat_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chat generator compiled into this test run's own folder."""
+    return native.build(tmp_path_factory.mktemp("native_chat"), program="native_chat")
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +79,50 @@ def test_build_names_the_binary_by_source_hash(tmp_path: Path) -> None:
     mtime = first.stat().st_mtime_ns
     assert native.build(tmp_path) == first and first.stat().st_mtime_ns == mtime
     assert first.name.startswith("native_broadcast-") and len(first.name) == len("native_broadcast-") + 12
+    chat = native.build(tmp_path, program="native_chat")
+    assert chat.name.startswith("native_chat-") and chat != first
+
+
+def short_chat(port: int, *, rooms: int = 6, members: int = 5, namespace: str = "bench") -> native.Chat:
+    return native.Chat(port=port, rooms=rooms, members=members, rate=10, namespace=namespace, duration=1.5,
+                       warmup=0.5, drain=3.0)
+
+
+def test_chat_every_member_gets_its_room_once_with_latency(chat_exe: Path, squall: SquallProcess) -> None:
+    """Each member gets every publication of its own room (its own included) once; each one is timed."""
+    marks: list[str] = []
+    r = native.run(short_chat(squall.port), marks.append, chat_exe)
+    assert r["exit_code"] == 0, r
+    assert marks == ["start", "end"]
+    assert r["ready"] == r["live"] == r["connections"] == 30
+    # 30 members at 10/s for 1.5 s: about 450 publications, each to the 5 members of one room
+    assert 300 <= r["published"] <= 460 and r["acked"] == r["published"]
+    assert r["deliveries"] == r["expected"] == r["published"] * 5
+    assert r["loss"] == 0 and r["gaps"] == 0 and r["extra"] == 0 and r["closes"] == 0
+    lat, warm = r["latency_ms"], r["latency_warmup_ms"]
+    assert lat["count"] + warm["count"] == r["deliveries"]
+    assert lat["count"] >= 1.5 * warm["count"] > 0  # sent in the measured 1 s against the 0.5 s of warm-up
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] < 1000
+
+
+def test_chat_counts_loss_against_a_dropping_server(chat_exe: Path) -> None:
+    """A server that skips every 7th delivery: the gaps are counted as loss and the run exits non-zero."""
+    b = start_baseline("bench.baseline_asyncio", "--drop-every", "7")
+    try:
+        r = native.run(native.Chat(port=b.port, rooms=3, members=4, rate=10, duration=1.5, warmup=0.5, drain=1.0),
+                       None, chat_exe)
+    finally:
+        stop(b.proc)
+    assert r["exit_code"] == 1
+    assert r["published"] > 0 and r["gaps"] > 0
+    assert r["loss"] == r["expected"] - r["deliveries"] > 0
+    # about one delivery in seven is missing
+    assert 0.08 < r["loss"] / r["expected"] < 0.2
+
+
+def test_chat_refused_subscriptions_fail_the_run(chat_exe: Path, squall: SquallProcess) -> None:
+    """Rooms in an unknown namespace are refused: nobody publishes, the run exits non-zero."""
+    r = native.run(short_chat(squall.port, rooms=2, members=3, namespace="nowhere"), None, chat_exe)
+    assert r["exit_code"] == 1
+    assert r["reply_errors"] == 6
+    assert r["ready"] == 0 and r["published"] == 0
