@@ -48,8 +48,10 @@ class GcPolicy:
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         # Runs inside the collector: only schedule, never collect or freeze here.
-        if phase == "stop" and info.get("generation") == 2 and not self._releasing and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._freeze)
+        loop = self._loop
+        if phase == "stop" and info.get("generation") == 2 and not self._releasing and loop is not None:
+            if not loop.is_closed():  # a collection while the process exits
+                loop.call_soon_threadsafe(self._freeze)
 
     def _freeze(self) -> None:
         gc.freeze()

@@ -83,7 +83,13 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
     if sockets:
         server.add_sockets(sockets)
     else:
-        server.listen(settings.port, settings.host, backlog=settings.listen_backlog)
+        try:
+            server.listen(settings.port, settings.host, backlog=settings.listen_backlog)
+        except OSError as e:  # the port is taken, or the address is not this host's
+            log.error("cannot listen on %s:%d: %s", settings.host, settings.port, e.strerror or e)
+            gc_policy.stop()
+            await squall.close()
+            return 1
     log.info(
         "squall listening on http://%s:%d/ (engine=%s, history=%s, node=%s)",
         settings.host, settings.port, settings.engine, settings.history, squall.ctx.hub.node_id[:8],
@@ -120,8 +126,12 @@ def run(settings: Settings) -> int:
     from server.workers import supervise
 
     # Fail here, clearly, when the port is taken; then let the workers bind.
-    for s in bind_sockets(settings.port, settings.host, reuse_port=True):
-        s.close()
+    try:
+        for s in bind_sockets(settings.port, settings.host, reuse_port=True):
+            s.close()
+    except OSError as e:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, e.strerror or e)
+        return 1
     n = settings.processes or os.cpu_count() or 1
     log.info("starting %d worker processes on %s:%d", n, settings.host, settings.port)
 

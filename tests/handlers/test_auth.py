@@ -232,13 +232,13 @@ async def test_connection_expires_without_refresh_3005(ws_url: str) -> None:
 async def test_refresh_keeps_connection_alive(ws_url: str, squall_app: Squall) -> None:
     """A refresh with a new token before expiry moves the deadline; the connection survives."""
     c = await RawClient.open(ws_url)
-    await c.call("connect", {"token": tok("alice", ttl=2)})
+    await c.call("connect", {"token": tok("alice", ttl=3)})
     r = await c.call("refresh", {"token": tok("alice", ttl=60)})
     assert r["refresh"]["expires"] is True and r["refresh"]["ttl"] > 30
     (session,) = squall_app.ctx.hub.clients()
     assert session.expire_at > time.time() + 30  # type: ignore[attr-defined]
     # past the old expiry the connection still answers
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(3.5)
     r = await c.call("ping", {})
     assert r == {"id": c.next_id, "ping": {}}
     c.close()
@@ -327,10 +327,10 @@ async def test_subscription_expires_without_sub_refresh_2501(ws_url: str, squall
 async def test_sub_refresh_keeps_subscription(ws_url: str, squall_app: Squall) -> None:
     """sub_refresh with a fresh token keeps the subscription past the old expiry."""
     c = await connected(ws_url, token=tok("alice"))
-    await c.call("subscribe", {"channel": "private:$room", "token": tok("alice", channel="private:$room", ttl=2)})
+    await c.call("subscribe", {"channel": "private:$room", "token": tok("alice", channel="private:$room", ttl=3)})
     r = await c.call("sub_refresh", {"channel": "private:$room", "token": tok("alice", channel="private:$room", ttl=60)})
     assert r["sub_refresh"]["ttl"] > 30
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(3.5)
     r = await c.call("publish", {"channel": "private:$room", "data": "still here"})
     assert r == {"id": c.next_id, "publish": {}}
     push = await c.next_push()

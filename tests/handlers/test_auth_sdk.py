@@ -8,8 +8,10 @@ import pytest
 from centrifuge import (
     Client,
     ClientEventHandler,
+    ConnectingContext,
     DisconnectedContext,
     PublicationContext,
+    SubscribingContext,
     SubscriptionEventHandler,
     UnsubscribedContext,
 )
@@ -29,8 +31,10 @@ def squall_config() -> dict[str, Any]:
     return test_config(
         allow_anonymous_connect_without_token=False,
         token_hmac_secret_key=SECRET,
-        client_expired_close_delay=1,
-        client_expired_sub_close_delay=1,
+        # The reply's ttl is whole seconds (it may overstate the time left by up to 1 s) and
+        # the SDK refreshes exactly ttl later, so a grace of 1 s would race the expiry timer.
+        client_expired_close_delay=2,
+        client_expired_sub_close_delay=2,
         namespaces=[{"name": "chat", **OPEN_NAMESPACE}, private_ns],
     )
 
@@ -41,6 +45,10 @@ class Events(ClientEventHandler):
 
     async def on_disconnected(self, ctx: DisconnectedContext) -> None:
         self.disconnects.append(ctx.code)
+
+    async def on_connecting(self, ctx: ConnectingContext) -> None:
+        if ctx.code != 0:  # 0 is connect() itself; others (e.g. 3005 expired) are drops the SDK hides
+            self.disconnects.append(ctx.code)
 
 
 class SubEvents(SubscriptionEventHandler):
@@ -53,6 +61,10 @@ class SubEvents(SubscriptionEventHandler):
 
     async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
         self.unsubscribes.append(ctx.code)
+
+    async def on_subscribing(self, ctx: SubscribingContext) -> None:
+        if ctx.code != 0:  # 0 is subscribe() itself; others (e.g. 2501 expired) are hidden resubscribes
+            self.unsubscribes.append(ctx.code)
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -13,6 +13,7 @@ from tornado.websocket import websocket_connect
 from server.app import Squall
 from tests.helpers.rawws import RawWS
 from tests.helpers.squall_process import test_config
+from tests.helpers.waiting import until
 
 PING_INTERVAL = 1.0
 PONG_TIMEOUT = 1.0
@@ -44,7 +45,8 @@ async def test_silent_peer_disconnected_3012(http_server: Any, http_port: int, s
     assert code == 3012
     assert pings >= 1
     tick = squall_app.ctx.pinger.tick
-    assert elapsed <= PING_INTERVAL + PONG_TIMEOUT + 2 * tick + 0.5  # detected within the documented bound
+    # detected within the documented bound, plus slack for a stalled loop on a loaded machine
+    assert elapsed <= PING_INTERVAL + PONG_TIMEOUT + 2 * tick + 2.0
     ws.close()
     for _ in range(200):
         if squall_app.ctx.hub.num_clients == 0:
@@ -105,7 +107,10 @@ async def test_one_timer_serves_many_connections() -> None:
         pinger.add(p)
     pinger.start()
     try:
-        await asyncio.sleep(0.4 + 0.4 + 3 * pinger.tick + 0.2)
+        # every silent peer is due by interval + pong timeout + a few ticks; polled, so a
+        # stalled loop on a busy machine only makes this slower, never wrong
+        await until(lambda: all(p.dead is (not p.answers) for p in peers), timeout=10,
+                    what="every silent peer dropped")
     finally:
         pinger.stop()
     assert all(p.pings >= 1 for p in peers)

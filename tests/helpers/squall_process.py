@@ -162,7 +162,33 @@ def start_squall(
     env: Mapping[str, str] | None = None,
     wait: bool = True,
 ) -> SquallProcess:
-    """Run ``python run.py serve`` with ``config`` (dict, TOML text, or None = demo)."""
+    """Run ``python run.py serve`` with ``config`` (dict, TOML text, or None = demo).
+
+    Without a fixed ``port`` a free one is picked; should another socket take
+    it before Squall binds, Squall is started again on a new one (twice at most).
+    """
+    for attempt in range(3):
+        try:
+            return _start_squall(workdir, config, port=port, args=args, env=env, wait=wait)
+        except PortTaken:
+            if port is not None or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """The picked port was bound by someone else first."""
+
+
+def _start_squall(
+    workdir: Path,
+    config: Mapping[str, Any] | str | None,
+    *,
+    port: int | None,
+    args: list[str] | tuple[str, ...],
+    env: Mapping[str, str] | None,
+    wait: bool,
+) -> SquallProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     n = len(list(workdir.glob("squall-*.log")))
@@ -183,7 +209,9 @@ def start_squall(
             wait_http(sp.url + "/health", proc=proc)
         except (RuntimeError, TimeoutError) as e:
             sp.stop(signal.SIGKILL)
-            raise RuntimeError(f"squall did not start: {e}\n{sp.logs()}") from None
+            logs = sp.logs()
+            kind = PortTaken if "Address already in use" in logs else RuntimeError
+            raise kind(f"squall did not start: {e}\n{logs}") from None
     return sp
 
 

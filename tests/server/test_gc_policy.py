@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 
 import pytest
@@ -51,3 +52,25 @@ async def test_release_collects_cycles_stranded_in_the_frozen_generation() -> No
         assert ref() is None  # released, found and freed
     finally:
         gc.unfreeze()
+
+
+def test_collection_after_the_loop_closed_is_ignored() -> None:
+    """A full collection after the loop closed (failed start-up, exit) schedules nothing and raises nothing."""
+    loop = asyncio.new_event_loop()
+    policy = GcPolicy(0)
+
+    async def start() -> None:
+        policy.start()
+
+    loop.run_until_complete(start())
+    loop.close()
+    seen: list[object] = []
+    old = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = old
+        policy.stop()
+        gc.unfreeze()
+    assert seen == [] and policy.freezes == 0
