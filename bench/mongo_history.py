@@ -127,7 +127,8 @@ async def main() -> None:
     url = os.environ.get("MONGO_URL", "")
     tmp = tempfile.TemporaryDirectory(prefix="squall-bench-")
     if not url:
-        from tests.helpers.mongo_server import SecantusServer, free_port
+        from tests.helpers.mongo_server import SecantusServer
+        from tests.helpers.procs import free_port
 
         server = SecantusServer(free_port(), Path(tmp.name) / "data", Path(tmp.name) / "secantusd.log")
         server.start()

