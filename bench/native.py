@@ -1,5 +1,6 @@
-"""Build and run the load generators in C: ``bench/native_broadcast.c`` and
-``bench/native_chat.c`` (both on the plumbing of ``bench/native_ws.h``).
+"""Build and run the load generators in C: ``bench/native_broadcast.c``,
+``bench/native_chat.c`` and ``bench/native_idle.c`` (all on the plumbing of
+``bench/native_ws.h``).
 
 Why load generators in C: on a 2-core machine the load must cost a small
 fraction of a core, or it competes with the server it measures. The Python
@@ -8,9 +9,12 @@ broadcast generator, reading each socket in batches (``SO_RCVLOWAT``) and
 only walking frame headers, spends roughly a tenth (docs/LOADTEST.md); it
 measures throughput and loss. The chat generator reads each frame as it
 lands and measures latency too, at 6-9 µs of CPU per delivery in `bench/run`'s chat.
+The idle generator opens connections as fast as the server takes them and
+holds them; it measures the setup rate, for which the Python tester's own
+cost per connection (about the server's) was the limit.
 
 Each binary is compiled with the system's ``cc`` on first use and cached under
-the temp directory, named by the hash of its source and the shared header.
+the temp directory, named by the hash of its source and the shared headers.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 HERE = Path(__file__).parent
-HEADER = HERE / "native_ws.h"
+HEADERS = (HERE / "native_ws.h", HERE / "native_hist.h")
 
 
 def build(cache: Path | None = None, program: str = "native_broadcast") -> Path:
@@ -35,7 +39,7 @@ def build(cache: Path | None = None, program: str = "native_broadcast") -> Path:
     source = HERE / f"{program}.c"
     if cc is None:
         raise RuntimeError(f"bench/{source.name} needs a C compiler (cc) on PATH")
-    digest = hashlib.sha256(source.read_bytes() + HEADER.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(source.read_bytes() + b"".join(h.read_bytes() for h in HEADERS)).hexdigest()[:12]
     folder = cache or Path(tempfile.gettempdir()) / "squall-bench"
     exe = folder / f"{program}-{digest}"
     if not exe.exists():
@@ -48,14 +52,16 @@ def build(cache: Path | None = None, program: str = "native_broadcast") -> Path:
     return exe
 
 
+SETUP_TIMEOUT = 120.0  # the broadcast and chat generators' own bound on opening their connections
+
+
 class Spec(Protocol):
     program: ClassVar[str]
 
     @property
-    def duration(self) -> float: ...
-
-    @property
-    def drain(self) -> float: ...
+    def longest(self) -> float:
+        """Seconds the generator takes at most, by its own bounds."""
+        ...
 
     def argv(self) -> list[str]: ...
 
@@ -75,6 +81,10 @@ class Broadcast:
     duration: float = 15.0  # publishing time; the measured interval is duration - warmup
     warmup: float = 3.0
     drain: float = 10.0  # longest wait for the last deliveries after publishing stops
+
+    @property
+    def longest(self) -> float:
+        return SETUP_TIMEOUT + self.duration + self.drain
 
     def argv(self) -> list[str]:
         return [
@@ -100,6 +110,10 @@ class Chat:
     warmup: float = 2.0
     drain: float = 10.0
 
+    @property
+    def longest(self) -> float:
+        return SETUP_TIMEOUT + self.duration + self.drain
+
     def argv(self) -> list[str]:
         return [
             "--port", str(self.port), "--rooms", str(self.rooms), "--members", str(self.members),
@@ -108,9 +122,38 @@ class Chat:
         ]
 
 
+@dataclass(frozen=True)
+class Idle:
+    """One run: ``connections`` sockets opened as fast as the server takes them
+    (at most ``concurrency`` in setup at once), each subscribed to
+    ``per_client`` channels of a pool, then held ``duration`` seconds."""
+
+    program: ClassVar[str] = "native_idle"
+    port: int
+    connections: int = 10000
+    per_client: int = 2
+    pool: int = 0  # channels shared by all (0 = connections / 10, as the Python tester's idle)
+    concurrency: int = 128
+    namespace: str = "bench"
+    duration: float = 10.0  # idle hold after the last connection is ready
+    setup_timeout: float = 120.0
+
+    @property
+    def longest(self) -> float:
+        return self.setup_timeout + self.duration
+
+    def argv(self) -> list[str]:
+        return [
+            "--port", str(self.port), "--connections", str(self.connections), "--per-client", str(self.per_client),
+            "--pool", str(self.pool), "--concurrency", str(self.concurrency), "--namespace", self.namespace,
+            "--duration", str(self.duration), "--setup-timeout", str(self.setup_timeout),
+        ]
+
+
 def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | None = None,
         prefix: Sequence[str] = ()) -> dict[str, Any]:
-    """Run the generator to its end; ``on_mark`` hears "start" and "end" of the measured interval.
+    """Run the generator to its end; ``on_mark`` hears each ``MARK`` line's name as it comes
+    ("start" and "end" of the measured interval; the idle generator's "connected" between).
 
     ``prefix`` goes before the command (e.g. ``taskset -c 1``).
 
@@ -120,7 +163,7 @@ def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | No
     binary = exe or build(program=spec.program)
     proc = subprocess.Popen([*prefix, str(binary), *spec.argv()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The generator bounds itself (setup, duration, drain); this only guards a hang.
-    limit = 180.0 + spec.duration + spec.drain
+    limit = 60.0 + spec.longest
     watchdog = threading.Timer(limit, proc.kill)
     watchdog.start()
     result: dict[str, Any] | None = None

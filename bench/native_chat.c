@@ -23,35 +23,13 @@
  * Build: cc -O2 -o native_chat native_chat.c   (bench/native.py does it)
  */
 #include "native_ws.h"
+#include "native_hist.h"
 
 static struct {
     const char *ns;
     int rooms, members, size;
     double rate, duration, warmup, drain, setup_timeout;
 } opt = {"bench", 200, 10, 100, 2.0, 20.0, 2.0, 10.0, 120.0};
-
-/* Log-linear latency buckets over whole µs: exact below 64 µs, then 64 per power of two
- * (at most 1.6% wide), up to 2^40 µs; no latency a run can see overflows them. */
-enum { SUB = 64, BUCKETS = SUB * 36 };
-
-typedef struct {
-    uint32_t counts[BUCKETS];
-    uint64_t total;
-    double max_us;
-} hist_t;
-
-static int bucket_of(uint64_t us) {
-    if (us < SUB) return (int)us;
-    int msb = 63 - __builtin_clzll(us); /* >= 6 */
-    int b = (msb - 5) * SUB + (int)((us >> (msb - 6)) & (SUB - 1));
-    return b < BUCKETS ? b : BUCKETS - 1;
-}
-
-static double bucket_top(int b) { /* the first µs above bucket b */
-    if (b < SUB) return b + 1;
-    int msb = b / SUB + 5;
-    return (double)(((uint64_t)SUB + (uint64_t)(b % SUB) + 1) << (msb - 6));
-}
 
 static conn_t *conns;
 static int nconns;
@@ -62,33 +40,6 @@ static uint64_t ready, live, total_delivered;
 static double t0, t_start, t_end;
 static hist_t warm, measured;
 static char pub_data[512];
-
-static void hist_add(hist_t *h, double us) {
-    h->counts[bucket_of(us <= 0 ? 0 : (uint64_t)us)]++;
-    h->total++;
-    if (us > h->max_us) h->max_us = us;
-}
-
-/* The q-quantile in ms: the upper edge of the bucket holding it, never above the max. */
-static double hist_q(const hist_t *h, double q) {
-    if (h->total == 0) return 0;
-    uint64_t rank = (uint64_t)(q * (double)h->total + 0.999999), seen = 0;
-    if (rank < 1) rank = 1;
-    for (int b = 0; b < BUCKETS; b++) {
-        seen += h->counts[b];
-        if (seen >= rank) {
-            double edge = bucket_top(b);
-            return (edge < h->max_us ? edge : h->max_us) / 1000.0;
-        }
-    }
-    return h->max_us / 1000.0;
-}
-
-static void hist_json(const char *name, const hist_t *h) {
-    printf("\"%s\":{\"count\":%llu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}", name,
-           (unsigned long long)h->total, hist_q(h, 0.5), hist_q(h, 0.9), hist_q(h, 0.99), hist_q(h, 0.999),
-           h->max_us / 1000.0);
-}
 
 static void on_closing(conn_t *c) {
     if (c->state == ST_READY) live--;

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 enum { ST_CONNECTING = 1, ST_HANDSHAKE, ST_OPEN, ST_READY, ST_CLOSED };
-enum { PRE = 192, HS_MAX = 1024, MAX_PENDING = 128 };
+enum { PRE = 192, HS_MAX = 1024 };
 
 typedef struct {
     int fd;
@@ -48,6 +48,7 @@ typedef struct {
     uint64_t remaining;
     uint64_t payload_len;
     uint64_t count; /* publications received */
+    double t_connect; /* when its TCP connect started */
     char pre[PRE];
     char *hs; /* handshake response bytes until the blank line */
 } conn_t;
@@ -61,10 +62,12 @@ static void on_closing(conn_t *c);
 static struct {
     const char *host, *path;
     int port;
-} ws = {"127.0.0.1", "/connection/websocket", 0};
+    int concurrency; /* most connections in setup (TCP connect to last setup reply) at once */
+} ws = {"127.0.0.1", "/connection/websocket", 0, 128};
 
 static int epfd;
 static uint64_t closes, handshake_failures, connect_failures, pings;
+static uint64_t settled; /* connections that became ready or closed before it */
 static uint64_t acked, publish_errors, reply_errors;
 static int last_close_code;
 static char buf[1 << 18];
@@ -113,6 +116,7 @@ static void close_conn(conn_t *c, int code) {
     if (c->state == ST_CLOSED) return;
     on_closing(c);
     if (c->state >= ST_OPEN) closes++;
+    if (c->state != ST_READY) settled++;
     if (code) last_close_code = code;
     c->state = ST_CLOSED;
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -137,6 +141,7 @@ static void on_reply(conn_t *c, const char *p, size_t n) {
     }
     if (c->replies == setup) {
         c->state = ST_READY;
+        settled++;
         on_ready(c);
     }
 }
@@ -243,10 +248,12 @@ static int start_connect(conn_t *c) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
     c->state = ST_CONNECTING;
+    c->t_connect = now();
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
         close(fd);
         c->state = ST_CLOSED;
         connect_failures++;
+        settled++;
         return -1;
     }
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
@@ -299,23 +306,17 @@ static void poll_once(int timeout_ms) {
     }
 }
 
-/* Open all n connections, at most MAX_PENDING handshakes at a time, until each
- * is ready or closed or `timeout` seconds pass; returns the seconds it took. */
+/* Open all n connections, at most ws.concurrency in setup at a time, until
+ * each is ready or closed or `timeout` seconds pass; returns the seconds it
+ * took. Each start is made as soon as a slot frees, so the rate is the
+ * server's (or the concurrency's), not a schedule's. */
 static double open_all(conn_t *conns, int n, double timeout) {
     double t = now();
-    int next = 0;
+    uint64_t base = settled, next = 0;
     for (int i = 0; i < n; i++) conns[i].index = (uint32_t)i;
     while (now() - t < timeout) {
-        int pending = 0, done = 0;
-        for (int i = 0; i < next; i++) {
-            if (conns[i].state == ST_READY || conns[i].state == ST_CLOSED) done++;
-            else pending++;
-        }
-        while (next < n && pending < MAX_PENDING) {
-            start_connect(&conns[next++]);
-            pending++;
-        }
-        if (done == n) break;
+        while (next < (uint64_t)n && next - (settled - base) < (uint64_t)ws.concurrency) start_connect(&conns[next++]);
+        if (settled - base >= (uint64_t)n) break;
         poll_once(10);
     }
     return now() - t;
@@ -347,7 +348,7 @@ static void print_counters(void) {
 }
 
 /* The result line's fields for the interval between two marks. */
-static void print_measured(const mark_t *a, const mark_t *b) {
+__attribute__((unused)) static void print_measured(const mark_t *a, const mark_t *b) {
     double span = b->marked ? b->t - a->t : 0, cpu = b->marked ? b->cpu - a->cpu : 0;
     uint64_t d = b->marked ? b->delivered - a->delivered : 0;
     printf("\"measured_seconds\":%.3f,\"measured_deliveries\":%llu,\"deliveries_per_s\":%.1f,"

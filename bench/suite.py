@@ -4,9 +4,11 @@ same machine, same run, same load tester.
 Each (server, scenario) pair gets a fresh server pinned to one core and the
 load tester pinned to another (``taskset``), so RSS per connection and CPU per
 delivery are the server's alone. The load tester is ``loadtest`` except for
-``chat``, whose latency target is measured with the C chat generator
-(``bench/native_chat.c``): at 40,000 deliveries/s the Python tester needs most
-of its core, and its own stalls showed up as the server's latency. Prints a table with ratios and rewrites the
+``chat`` and ``idle``, measured with C generators (``bench/native_chat.c``,
+``bench/native_idle.c``): at 40,000 deliveries/s the Python tester needs most
+of its core, and its own stalls showed up as the server's latency; and it
+spends about as much CPU per new connection as the server, so the setup rate
+it reported was its own. Prints a table with ratios and rewrites the
 generated part of docs/PERFORMANCE.md (between the ``bench:begin`` and
 ``bench:end`` markers).
 """
@@ -49,7 +51,7 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
         ["--rooms", "100", "--members", "10", "--rate", "2", "--duration", "8", "--warmup", "2"],
         ["--rooms", "200", "--members", "10", "--rate", "2", "--duration", "20", "--warmup", "2"],
     ),
-    "idle": (
+    "idle": (  # bench/native_idle.c's flags
         ["--connections", "2000", "--per-client", "2", "--duration", "3"],
         ["--connections", "10000", "--per-client", "2", "--duration", "10"],
     ),
@@ -69,7 +71,7 @@ NEEDS_HISTORY = {"churn"}
 # Scenarios whose target one run on a shared 2-vCPU machine does not measure reliably: run --repeat
 # times per server, and the run with the median of this figure is kept (every run's figure is printed).
 REPEATED = {"chat": "latency_ms.p99", "idle": "connect_rate"}
-NATIVE = {"chat"}  # driven by a C generator instead of loadtest
+NATIVE = {"chat", "idle"}  # driven by a C generator instead of loadtest
 
 
 def pin(core: str) -> list[str]:
@@ -131,30 +133,55 @@ def run_one(server: Server, scenario: str, args: list[str], core: str, workdir: 
     return result
 
 
+def native_spec(scenario: str, port: int, args: list[str]) -> native.Spec:
+    """The C generator's run for ``scenario`` with the table's flags."""
+    flags = dict(zip(args[::2], args[1::2]))
+    ns = NAMESPACE.get(scenario, "bench")
+    if scenario == "idle":
+        return native.Idle(port=port, connections=int(flags["--connections"]), per_client=int(flags["--per-client"]),
+                           namespace=ns, duration=float(flags["--duration"]))
+    return native.Chat(port=port, rooms=int(flags["--rooms"]), members=int(flags["--members"]),
+                       rate=float(flags["--rate"]), namespace=ns, duration=float(flags["--duration"]),
+                       warmup=float(flags["--warmup"]))
+
+
+def server_figures(r: dict[str, Any], marks: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The server's CPU (and for idle, RSS) over the generator's marked intervals, as loadtest reports them."""
+    out: dict[str, float] = {}
+    start, connected, end = marks.get("start", {}), marks.get("connected", {}), marks.get("end", {})
+    if "connected" in marks:  # idle: setup from start to connected
+        n = r["ready"]
+        if n and "cpu" in start and "cpu" in connected:
+            out["cpu_us_per_connect"] = (connected["cpu"] - start["cpu"]) * 1e6 / n
+        if n and "rss" in start and "rss" in connected:
+            out["rss_start_mib"] = start["rss"] / 2**20
+            out["rss_connected_mib"] = connected["rss"] / 2**20
+            out["kib_per_connection"] = (connected["rss"] - start["rss"]) / 1024 / n
+        if "rss" in end:
+            out["rss_end_mib"] = end["rss"] / 2**20
+    elif "cpu" in start and "cpu" in end and r.get("measured_deliveries"):
+        used = end["cpu"] - start["cpu"]
+        out["cpu_us_per_delivery"] = used * 1e6 / r["measured_deliveries"]
+        out["cpu_cores"] = used / (end["t"] - start["t"])
+    return out
+
+
 def run_native(server: Server, scenario: str, args: list[str], core: str, workdir: Path, tag: str = "") -> dict[str, Any]:
     """``scenario`` driven by its C generator; the result in loadtest's summary shape."""
-    flags = dict(zip(args[::2], args[1::2]))
-    spec = native.Chat(
-        port=server.port, rooms=int(flags["--rooms"]), members=int(flags["--members"]), rate=float(flags["--rate"]),
-        namespace=NAMESPACE.get(scenario, "bench"), duration=float(flags["--duration"]),
-        warmup=float(flags["--warmup"]),
-    )
+    spec = native_spec(scenario, server.port, args)
     sampler = ServerSampler(server.proc.pid)
     marks: dict[str, dict[str, float]] = {}
     exe = native.build(program=spec.program)
     r = native.run(spec, lambda name: marks.__setitem__(name, sampler.sample()), exe, pin(core))
     (workdir / f"{server.name}-{scenario}{tag}.json").write_text(json.dumps(r, indent=1))
-    cpu = {}
-    if "start" in marks and "end" in marks and r["measured_deliveries"]:
-        used = marks["end"].get("cpu", 0.0) - marks["start"].get("cpu", 0.0)
-        cpu = {"cpu_us_per_delivery": used * 1e6 / r["measured_deliveries"],
-               "cpu_cores": used / (marks["end"]["t"] - marks["start"]["t"])}
     errors = r["publish_errors"] + r["reply_errors"] + r["connect_failures"] + r["handshake_failures"]
+    quiet = {"deliveries": 0, "expected": 0, "loss": 0, "deliveries_per_s": 0.0, "latency_ms": {}}
     return {
+        **quiet,  # idle publishes nothing
         **r,
         "error_count": errors,
         "disconnects": {str(r["last_close_code"]): r["closes"]} if r["closes"] else {},
-        "server": cpu,
+        "server": server_figures(r, marks),
         "exit_status": r["exit_code"],
     }
 
@@ -171,6 +198,17 @@ def median_run(runs: list[dict[str, Any]], path: str = "latency_ms.p99") -> dict
     chosen["median_of"] = path
     chosen["exit_status"] = max(r["exit_status"] for r in runs)  # a failed repeat fails the scenario
     return chosen
+
+
+def progress(scenario: str, r: dict[str, Any]) -> str:
+    """One line on a finished run, with the figures its scenario is about."""
+    srv = r.get("server", {})
+    if scenario == "idle":
+        return (f"{r.get('ready', r.get('connects', 0)):,} connections at {r['connect_rate']:,.0f}/s, "
+                f"CPU/connect {srv.get('cpu_us_per_connect', '-')} µs, KiB/conn {srv.get('kib_per_connection', '-')}, "
+                f"errors {r['error_count']}")
+    return (f"{r['deliveries']:,} deliveries, {r['deliveries_per_s']:,.0f}/s, p99 {r['latency_ms'].get('p99', '-')} ms, "
+            f"CPU/delivery {srv.get('cpu_us_per_delivery', '-')} µs, loss {r['loss']}, errors {r['error_count']}")
 
 
 def squall_gc_pause_max(port: int) -> float | None:
@@ -359,12 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             r = median_run(runs, REPEATED[scen]) if repeats > 1 else runs[0]
             results.setdefault(name, {})[scen] = r
-            srv = r.get("server", {})
-            print(f"   {r['deliveries']:,} deliveries, {r['deliveries_per_s']:,.0f}/s, p99 "
-                  f"{r['latency_ms'].get('p99', '-')} ms, CPU/delivery {srv.get('cpu_us_per_delivery', '-')} µs, "
-                  f"KiB/conn {srv.get('kib_per_connection', '-')}, loss {r['loss']}, errors {r['error_count']}"
-                  + (f"; {r['median_of']} of the {repeats} runs: {r['runs']}, the median run shown" if repeats > 1 else ""),
-                  flush=True)
+            print("   " + progress(scen, r) + (f"; {r['median_of']} of the {repeats} runs: {r['runs']}, the median run "
+                                             "shown" if repeats > 1 else ""), flush=True)
             if r["exit_status"] != 0:
                 failed = True
     table = markdown(results, servers)

@@ -1,13 +1,16 @@
-"""The C load generators count exactly: every delivery against Squall, loss and refusals when they happen."""
+"""The C load generators count exactly: every delivery and connection against Squall, loss and refusals when they happen."""
 
 from __future__ import annotations
 
+import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from bench import native
+from loadtest.serverstats import prometheus_sample
 from tests.helpers.baselines import start_baseline
 from tests.helpers.procs import stop_process
 from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
@@ -23,6 +26,12 @@ def exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def chat_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chat generator compiled into this test run's own folder."""
     return native.build(tmp_path_factory.mktemp("native_chat"), program="native_chat")
+
+
+@pytest.fixture(scope="module")
+def idle_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The idle generator compiled into this test run's own folder."""
+    return native.build(tmp_path_factory.mktemp("native_idle"), program="native_idle")
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +136,60 @@ def test_chat_refused_subscriptions_fail_the_run(chat_exe: Path, squall: SquallP
     assert r["exit_code"] == 1
     assert r["reply_errors"] == 6
     assert r["ready"] == 0 and r["published"] == 0
+
+
+def squall_gauges(port: int, want: dict[str, float], timeout: float = 5.0) -> dict[str, float | None]:
+    """Squall's own gauges from /metrics, polled until they equal ``want`` or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        got = {name: prometheus_sample(text, name) for name in want}
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_idle_opens_every_connection_with_its_subscriptions(idle_exe: Path, squall: SquallProcess) -> None:
+    """60 connections through 8 setup slots: all ready, each in 2 channels of a pool of 7 (Squall's gauges agree)."""
+    marks: list[str] = []
+    seen: dict[str, float | None] = {}
+
+    def on_mark(name: str) -> None:
+        marks.append(name)
+        if name == "connected":  # the hold keeps every connection open while Squall is asked
+            seen.update(squall_gauges(squall.port, {"squall_connections": 60, "squall_subscriptions": 120,
+                                                    "squall_channels": 7}))
+
+    spec = native.Idle(port=squall.port, connections=60, per_client=2, pool=7, concurrency=8, duration=1.0)
+    r = native.run(spec, on_mark, idle_exe)
+    assert r["exit_code"] == 0, r
+    assert marks == ["start", "connected", "end"]
+    assert seen == {"squall_connections": 60, "squall_subscriptions": 120, "squall_channels": 7}
+    assert r["ready"] == r["live"] == 60 and r["closes"] == 0
+    assert r["reply_errors"] == r["connect_failures"] == r["handshake_failures"] == 0
+    assert r["connect_rate"] == pytest.approx(60 / r["connect_seconds"], rel=0.01)
+    assert r["connect_time_ms"]["count"] == 60
+    assert 0 < r["connect_time_ms"]["p50"] <= r["connect_time_ms"]["max"]
+    assert r["hold_seconds"] >= 1.0
+
+
+def test_idle_answers_pings_through_the_hold(idle_exe: Path, tmp_path: Path) -> None:
+    """Against a Squall pinging every second with a 1 s pong timeout, nobody is dropped for a missed pong (3012)."""
+    config = (ROOT / "bench" / "squall.toml").read_text().replace("ping_interval = 25", "ping_interval = 1\npong_timeout = 1")
+    sp = start_squall(tmp_path, config)
+    try:
+        r = native.run(native.Idle(port=sp.port, connections=20, duration=3.5), None, idle_exe)
+    finally:
+        sp.stop()
+    assert r["exit_code"] == 0, r
+    assert r["live"] == 20 and r["closes"] == 0
+    assert r["pings"] >= 20 * 2  # at least two rounds each in 3.5 s
+
+
+def test_idle_refused_subscriptions_fail_the_run(idle_exe: Path, squall: SquallProcess) -> None:
+    """Channels in an unknown namespace are refused: each connection counts one error and closes, exit non-zero."""
+    r = native.run(native.Idle(port=squall.port, connections=10, namespace="nowhere", duration=0.2), None, idle_exe)
+    assert r["exit_code"] == 1
+    assert r["reply_errors"] == 10
+    assert r["ready"] == r["live"] == 0
