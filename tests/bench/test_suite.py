@@ -69,3 +69,13 @@ def test_connect_target_compares_with_tornado() -> None:
     assert line.startswith("- PASS") and "2.40x" in line
     line = next(g for g in suite.targets(results(1900.0, 1000.0)) if "connection setup" in g)
     assert line.startswith("- FAIL")
+
+
+def test_loss_target_is_squall_s_and_a_baseline_s_loss_is_shown_apart() -> None:
+    """Squall losing fails a target; an overloaded baseline's loss is listed as information only."""
+    ok = {"loss": 0, "error_count": 0}
+    lines = suite.targets({"squall": {"chat": ok}, "tornado": {"chat": {"loss": 5, "error_count": 0}}})
+    assert not any(g.startswith("- FAIL") for g in lines)
+    assert "- info tornado chat (a baseline): loss 5, errors 0" in lines
+    lines = suite.targets({"squall": {"chat": {"loss": 3, "error_count": 1}}})
+    assert "- FAIL squall chat zero loss and errors: loss 3, errors 1" in lines
