@@ -222,6 +222,19 @@ class Hub:
         return {name: len(c.subs) for name, c in self._channels.items()}
 
     # ------------------------------------------------------------ subscribe
+    async def update_info(self, sub: Subscriber, channels: list[str], info: ClientInfo) -> None:
+        """``sub``'s info changed (a server-side refresh): its presence entries in
+        ``channels`` say so from now on (the heartbeat retries a failed add)."""
+        for channel in channels:
+            entries = self._presence.get(channel)
+            if entries is None or sub.client_id not in entries:
+                continue
+            entries[sub.client_id] = info
+            try:
+                await self.presence_manager.add(channel, info)
+            except BackendUnavailable:
+                log.warning("presence update failed for %s", channel)
+
     async def subscribe(
         self,
         sub: Subscriber,

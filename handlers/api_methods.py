@@ -180,8 +180,9 @@ class ServerApi:
     async def disconnect(self, params: Params) -> dict[str, Any]:
         user = _str(params, "user", required=False)
         client = _str(params, "client", required=False)
-        if params.get("whitelist"):
-            raise errors.NotAvailable("whitelist is not supported")
+        whitelist = params.get("whitelist") or []
+        if not isinstance(whitelist, list) or not all(isinstance(c, str) for c in whitelist):
+            raise errors.BadRequest("whitelist must be a list of client IDs")
         d = params.get("disconnect") or {}
         if not isinstance(d, dict):
             raise errors.BadRequest("disconnect must be an object")
@@ -191,18 +192,29 @@ class ServerApi:
             raise errors.BadRequest("disconnect code must be 3000..4999")
         if not isinstance(reason, str):
             raise errors.BadRequest("disconnect reason must be a string")
-        await self.ctx.hub.send_control("disconnect", user=user, client=client, code=code, reason=reason)
+        await self.ctx.hub.send_control(
+            "disconnect", user=user, client=client, code=code, reason=reason, whitelist=whitelist
+        )
         return {}
 
     async def refresh(self, params: Params) -> dict[str, Any]:
-        """Only ``expired: true`` is supported: it ends the connections with 3005."""
+        """Centrifugo's server-side refresh: ``expired`` ends the connections with
+        3005; otherwise they expire at ``expire_at`` (unix seconds, none = never)
+        and, with ``info``, show that info from now on."""
         user = _str(params, "user", required=False)
         client = _str(params, "client", required=False)
-        if params.get("expire_at"):
-            raise errors.NotAvailable("expire_at is not supported")
-        if params.get("expired"):
+        expired = params.get("expired") or False
+        expire_at = params.get("expire_at") or 0
+        if not isinstance(expired, bool):
+            raise errors.BadRequest("expired must be a boolean")
+        if isinstance(expire_at, bool) or not isinstance(expire_at, int) or expire_at < 0:
+            raise errors.BadRequest("expire_at must be a unix time in seconds")
+        if expired:
             dc = errors.EXPIRED
             await self.ctx.hub.send_control("disconnect", user=user, client=client, code=dc.code, reason=dc.reason)
+            return {}
+        extra: dict[str, Any] = {"info": params["info"]} if params.get("info") is not None else {}
+        await self.ctx.hub.send_control("refresh", user=user, client=client, expire_at=expire_at, **extra)
         return {}
 
     # ------------------------------------------------------------ reads

@@ -33,8 +33,15 @@ def register_controls(ctx: Context) -> None:
     def disconnect(msg: dict[str, Any]) -> None:
         code = int(msg.get("code", errors.FORCE_NO_RECONNECT.code))
         reason = str(msg.get("reason", "")) or errors.FORCE_NO_RECONNECT.reason
+        keep = set(msg.get("whitelist") or ())
         for s in _sessions(ctx, msg):
-            s.disconnect(DisconnectCode(code, reason), reason)
+            if s.client_id not in keep:
+                s.disconnect(DisconnectCode(code, reason), reason)
+
+    def refresh(msg: dict[str, Any]) -> None:
+        expire_at = int(msg.get("expire_at", 0))
+        for s in _sessions(ctx, msg):
+            hub.spawn(_guard(s.server_side_refresh(expire_at, msg.get("info")), "refresh", s.client_id))
 
     def subscribe(msg: dict[str, Any]) -> None:
         channel = str(msg.get("channel", ""))
@@ -47,6 +54,7 @@ def register_controls(ctx: Context) -> None:
             hub.spawn(_guard(s.server_side_unsubscribe(channel), "unsubscribe", channel))
 
     hub.register_control("disconnect", disconnect)
+    hub.register_control("refresh", refresh)
     hub.register_control("subscribe", subscribe)
     hub.register_control("unsubscribe", unsubscribe)
 

@@ -184,8 +184,12 @@ class Codec:
     def push(self, channel: str, kind: str, body: dict[str, Any]) -> bytes:
         return self.encode({"push": {"channel": channel, kind: body}})
 
+    def connection_push(self, kind: str, body: dict[str, Any]) -> bytes:
+        """A push about the connection itself (disconnect, refresh): it names no channel."""
+        return self.encode({"push": {kind: body}})
+
     def disconnect_push(self, code: int, reason: str) -> bytes:
-        return self.encode({"push": {"disconnect": {"code": code, "reason": reason}}})
+        return self.connection_push("disconnect", {"code": code, "reason": reason})
 
 
 JSON = Codec("json")

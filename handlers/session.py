@@ -9,6 +9,7 @@ calls the hub, and writes replies. The session is also the hub's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -33,6 +34,7 @@ FLAG_REJECT_UNRECOVERED = 2
 _AFTER = "\x00after"  # result key: encoded frames to write after the reply
 _TOO_MANY_ERRORS = 50  # rate-limited commands in a row before disconnect
 UNSUBSCRIBE_EXPIRED = 2501  # Centrifugo's unsubscribe code: subscription token expired
+MAX_TTL = 365 * 24 * 3600  # a later expiry is cut to this (as Centrifugo: likely a bug, and timers overflow)
 
 
 class Wire(Protocol):
@@ -440,6 +442,26 @@ class ClientSession:
         self.write_wire(self.encode_push(channel, "subscribe", body))
         for p in pending:
             self.write_wire(self.encode_push(channel, "pub", p.to_dict()))
+
+    async def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> None:
+        """The server API's refresh: the connection now expires at ``expire_at``
+        (unix seconds; 0 = never), and with ``conn_info`` the info others see of
+        it changes. As Centrifugo, an ``expire_at`` already past ends it (3005),
+        and the client hears a ``refresh`` push with its new ``ttl``."""
+        if self.closed or not self.connected:
+            return
+        now = int(time.time())
+        if expire_at > 0:
+            if expire_at <= now:
+                self.disconnect(errors.EXPIRED)
+                return
+            expire_at = min(expire_at, now + MAX_TTL)
+        self.expire_at = max(0, expire_at)
+        self._schedule_expiry()
+        self.write_wire(self.wire.frame(self.wire.codec.connection_push("refresh", self._ttl(self.expire_at))))
+        if conn_info is not None:
+            self.info = dataclasses.replace(self.info, conn_info=conn_info)
+            await self.ctx.hub.update_info(self, list(self.subs), self.info)
 
     async def server_side_unsubscribe(self, channel: str, code: int = 2000, reason: str = "server unsubscribe") -> None:
         if channel not in self.subs:

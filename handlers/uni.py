@@ -61,8 +61,8 @@ class UniCodec(Codec):
     def push(self, channel: str, kind: str, body: dict[str, Any]) -> bytes:
         return self.encode({"channel": channel, kind: body})
 
-    def disconnect_push(self, code: int, reason: str) -> bytes:
-        return self.encode({"disconnect": {"code": code, "reason": reason}})
+    def connection_push(self, kind: str, body: dict[str, Any]) -> bytes:
+        return self.encode({kind: body})
 
 
 UNI_JSON = UniCodec()

@@ -267,6 +267,20 @@ async def test_server_disconnect_message_ends_stream(http_server, http_port, hub
 
 
 @pytest.mark.gen_test
+async def test_server_refresh_message_carries_the_new_ttl(http_server, http_port, hub):
+    """A server-side refresh sends {"refresh": {"expires", "ttl"}} down the stream, which stays open."""
+    token = make_token(SECRET, "cy", ttl=30)
+    s = await UniStream.open(http_port, sse_path({"token": token}))
+    await s.message()
+    await hub.send_control("refresh", user="cy", expire_at=int(time.time()) + 600)
+    msg = await s.message()
+    assert msg is not None and msg["refresh"]["expires"] is True
+    assert 590 <= msg["refresh"]["ttl"] <= 600
+    await hub.send_control("disconnect", user="cy", code=4001, reason="done")
+    assert await s.message() == {"disconnect": {"code": 4001, "reason": "done"}}
+
+
+@pytest.mark.gen_test
 async def test_bad_request_and_foreign_origin(http_server, http_port):
     """Malformed cf_connect is 400; a foreign Origin is 403; the same origin is served."""
     s = await UniStream.open(http_port, "/connection/uni_sse?cf_connect=%7Bnope")
