@@ -297,14 +297,18 @@ class RedisBroker:
 
     # ------------------------------------------------------------ history
     async def _read_stream(
-        self, channel: str, keys: ChannelKeys, opts: StreamOptions, window: bool
+        self, channel: str, keys: ChannelKeys, opts: StreamOptions, query: HistoryQuery
     ) -> tuple[StreamPosition, list[Publication]]:
+        """The stream's position and the window entries ``query`` needs (one script call)."""
         script = self._history_scripts[keys.bucket]
         args: list[Any] = [
             new_epoch(),
             -1 if self._history is not None else 0,
             _seconds(opts.meta_ttl),
-            "1" if window else "0",
+            query.since.offset if query.since is not None else -1,
+            query.limit,
+            "1" if query.reverse else "0",
+            opts.history_size,
         ]
         async with redis_call("history"):
             res = await script(keys=[keys.meta, keys.window], args=args)
@@ -326,22 +330,13 @@ class RedisBroker:
         if not opts.enabled:
             return HistoryResult()
         keys = self._shards.keys(channel)
-        top, pubs = await self._read_stream(channel, keys, opts, window=query.limit != 0)
+        top, pubs = await self._read_stream(channel, keys, opts, query)
         if query.limit == 0:
             return select([], top, query)
-        retained_from = top.offset - opts.history_size + 1
-        pubs = [p for p in pubs if p.offset >= retained_from]
         if query.since is not None and query.since.epoch and query.since.epoch != top.epoch:
             return select([], top, query)  # raises UnrecoverablePosition
-        since = query.since
-        lo = max(retained_from, 1)
-        if query.reverse:
-            # backward iteration: the page below ``since``, newest first
-            need_to = min(top.offset, since.offset - 1) if since is not None else top.offset
-            need_from = max(lo, need_to - query.limit + 1) if query.limit > 0 else lo
-        else:
-            need_from = max(lo, since.offset + 1 if since is not None else 1)
-            need_to = min(top.offset, need_from + query.limit - 1) if query.limit > 0 else top.offset
+        need_from, need_to = need_range(top.offset, query, opts.history_size)
+        pubs = [p for p in pubs if need_from <= p.offset <= need_to]
         window_from = pubs[0].offset if pubs else top.offset + 1
         if self._history is not None and need_from < window_from and need_from <= need_to:
             upto = min(need_to, window_from - 1)
@@ -363,6 +358,20 @@ class RedisBroker:
             await self._shards.client(keys.bucket).delete(keys.window)
         if self._history is not None:
             await self._history.remove(channel)
+
+
+def need_range(top: int, query: HistoryQuery, history_size: int) -> tuple[int, int]:
+    """The offsets ``query`` answers from, given the stream's ``top``: below
+    ``since`` newest first with ``reverse`` (Centrifugo's backward paging), else
+    above it oldest first, within the retained ``history_size``. Empty when
+    ``from > to``. The HISTORY script computes the same range."""
+    lo = max(top - history_size + 1, 1)
+    since = query.since
+    if query.reverse:
+        to = min(top, since.offset - 1) if since is not None else top
+        return (max(lo, to - query.limit + 1) if query.limit > 0 else lo), to
+    start = max(lo, since.offset + 1) if since is not None else lo
+    return start, (min(top, start + query.limit - 1) if query.limit > 0 else top)
 
 
 def _seconds(ttl: float) -> int:

@@ -22,6 +22,7 @@ if not epoch then
   if init < 0 then return {-1} end
   epoch = ARGV[7]
   redis.call('hset', KEYS[1], 'e', epoch, 's', init)
+  redis.call('del', KEYS[2])  -- a window left from an earlier epoch
 end
 local offset = redis.call('hincrby', KEYS[1], 's', 1)
 local env = cmsgpack.pack({ARGV[2], 'p', offset, epoch, ARGV[3]})
@@ -50,8 +51,13 @@ return {offset, epoch, id}
 """
 
 # KEYS: 1 meta hash, 2 hot window list
-# ARGV: 1 fresh epoch, 2 initial top (-1: ask the caller), 3 meta ttl, 4 read window ("1"/"0")
-# Returns {top, epoch, window entries} or {-1}.
+# ARGV: 1 fresh epoch, 2 initial top (-1: ask the caller), 3 meta ttl,
+#       4 since offset (-1: none), 5 limit (-1: all, 0: none), 6 reverse ("1"/"0"), 7 history size
+# Returns {top, epoch, the window entries the query needs} or {-1}.
+# The window holds offsets top-len+1 .. top, oldest first (PUBLISH appends in
+# the step that assigns the offset and drops a window of an earlier epoch), so
+# the entries a query needs are one index range: only those cross the network.
+# The range is broker_redis.need_range's; keep the two alike.
 HISTORY = """
 local epoch = redis.call('hget', KEYS[1], 'e')
 if not epoch then
@@ -59,12 +65,30 @@ if not epoch then
   if init < 0 then return {-1} end
   epoch = ARGV[1]
   redis.call('hset', KEYS[1], 'e', epoch, 's', init)
+  redis.call('del', KEYS[2])
   local meta_ttl = tonumber(ARGV[3])
   if meta_ttl > 0 then redis.call('expire', KEYS[1], meta_ttl) end
 end
 local top = tonumber(redis.call('hget', KEYS[1], 's'))
+local since, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+if limit == 0 then return {top, epoch, {}} end
+local lo = math.max(top - tonumber(ARGV[7]) + 1, 1)
+local from, to
+if ARGV[6] == '1' then
+  to = top
+  if since >= 0 then to = math.min(top, since - 1) end
+  from = lo
+  if limit > 0 then from = math.max(lo, to - limit + 1) end
+else
+  from = lo
+  if since >= 0 then from = math.max(lo, since + 1) end
+  to = top
+  if limit > 0 then to = math.min(top, from + limit - 1) end
+end
+local first = top - redis.call('llen', KEYS[2]) + 1
+local i, j = math.max(from, first) - first, to - first
 local items = {}
-if ARGV[4] == '1' then items = redis.call('lrange', KEYS[2], 0, -1) end
+if j >= i then items = redis.call('lrange', KEYS[2], i, j) end
 return {top, epoch, items}
 """
 
