@@ -99,24 +99,20 @@ static void set_lowat(int frames) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--port")) ws.port = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--subscribers")) opt.subscribers = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--window")) opt.window = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--batch")) opt.batch = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--size")) opt.size = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--duration")) opt.duration = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--warmup")) opt.warmup = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--drain")) opt.drain = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--channel") && i + 1 < argc) opt.channel = argv[++i];
-        else if (!strcmp(a, "--path") && i + 1 < argc) ws.path = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s --port P [--subscribers N] [--window W] [--size BYTES] [--batch FRAMES] [--duration S] "
-                            "[--warmup S] [--drain S] [--channel C] [--path /connection/websocket]\n", argv[0]);
-            return 2;
-        }
-    }
+    const flag_t flags[] = {
+        {"--subscribers", 'i', &opt.subscribers},
+        {"--window", 'i', &opt.window},
+        {"--batch", 'i', &opt.batch},
+        {"--size", 'i', &opt.size},
+        {"--duration", 'd', &opt.duration},
+        {"--warmup", 'd', &opt.warmup},
+        {"--drain", 'd', &opt.drain},
+        {"--channel", 's', &opt.channel},
+        {0},
+    };
+    const char *usage = "[--subscribers N] [--window W] [--size BYTES] [--batch FRAMES] "
+                        "[--duration S] [--warmup S] [--drain S] [--channel C]";
+    if (parse_flags(argc, argv, flags, usage) < 0) return 2;
     if (ws.port <= 0 || opt.subscribers <= 0 || opt.window <= 0 || opt.warmup >= opt.duration ||
         opt.batch < 1 || opt.batch >= opt.window) {
         fprintf(stderr, "need --port, positive --subscribers and --window, 1 <= --batch < --window, "

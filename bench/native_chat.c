@@ -123,25 +123,20 @@ static uint64_t missing(void) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--port")) ws.port = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--rooms")) opt.rooms = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--members")) opt.members = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--rate")) opt.rate = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--size")) opt.size = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--duration")) opt.duration = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--warmup")) opt.warmup = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--drain")) opt.drain = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--namespace") && i + 1 < argc) opt.ns = argv[++i];
-        else if (!strcmp(a, "--path") && i + 1 < argc) ws.path = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s --port P [--rooms R] [--members M] [--rate MSGS_PER_S_PER_MEMBER] "
-                            "[--size BYTES] [--duration S] [--warmup S] [--drain S] [--namespace NS] "
-                            "[--path /connection/websocket]\n", argv[0]);
-            return 2;
-        }
-    }
+    const flag_t flags[] = {
+        {"--rooms", 'i', &opt.rooms},
+        {"--members", 'i', &opt.members},
+        {"--rate", 'd', &opt.rate},
+        {"--size", 'i', &opt.size},
+        {"--duration", 'd', &opt.duration},
+        {"--warmup", 'd', &opt.warmup},
+        {"--drain", 'd', &opt.drain},
+        {"--namespace", 's', &opt.ns},
+        {0},
+    };
+    const char *usage = "[--rooms R] [--members M] [--rate MSGS_PER_S_PER_MEMBER] [--size BYTES] "
+                        "[--duration S] [--warmup S] [--drain S] [--namespace NS]";
+    if (parse_flags(argc, argv, flags, usage) < 0) return 2;
     if (ws.port <= 0 || opt.rooms <= 0 || opt.members <= 0 || opt.rate <= 0 || opt.warmup >= opt.duration) {
         fprintf(stderr, "need --port, positive --rooms, --members and --rate, and --warmup < --duration\n");
         return 2;

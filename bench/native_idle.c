@@ -64,24 +64,19 @@ static void on_pub(conn_t *c, const char *p, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--port")) ws.port = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--connections")) opt.connections = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--per-client")) opt.per_client = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--pool")) opt.pool = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--concurrency")) ws.concurrency = (int)arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--duration")) opt.duration = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--setup-timeout")) opt.setup_timeout = arg_d(argv, &i, argc);
-        else if (!strcmp(a, "--namespace") && i + 1 < argc) opt.ns = argv[++i];
-        else if (!strcmp(a, "--path") && i + 1 < argc) ws.path = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s --port P [--connections N] [--per-client K] [--pool CHANNELS] "
-                            "[--concurrency C] [--duration S] [--setup-timeout S] [--namespace NS] "
-                            "[--path /connection/websocket]\n", argv[0]);
-            return 2;
-        }
-    }
+    const flag_t flags[] = {
+        {"--connections", 'i', &opt.connections},
+        {"--per-client", 'i', &opt.per_client},
+        {"--pool", 'i', &opt.pool},
+        {"--concurrency", 'i', &ws.concurrency},
+        {"--duration", 'd', &opt.duration},
+        {"--setup-timeout", 'd', &opt.setup_timeout},
+        {"--namespace", 's', &opt.ns},
+        {0},
+    };
+    const char *usage = "[--connections N] [--per-client K] [--pool CHANNELS] "
+                        "[--concurrency C] [--duration S] [--setup-timeout S] [--namespace NS]";
+    if (parse_flags(argc, argv, flags, usage) < 0) return 2;
     if (opt.pool <= 0) opt.pool = opt.connections / 10 > 0 ? opt.connections / 10 : 1;
     if (ws.port <= 0 || opt.connections <= 0 || opt.per_client < 0 || opt.per_client > 250 || ws.concurrency <= 0 ||
         opt.duration < 0 || opt.setup_timeout <= 0) {

@@ -356,6 +356,32 @@ __attribute__((unused)) static void print_measured(const mark_t *a, const mark_t
            span, (unsigned long long)d, span > 0 ? (double)d / span : 0.0, cpu, d ? cpu * 1e6 / (double)d : 0.0);
 }
 
-static double arg_d(char **argv, int *i, int argc) { return *i + 1 < argc ? atof(argv[++*i]) : 0; }
+/* A command-line flag: its name, its kind ('i' int, 'd' double, 's' string) and where its value goes. */
+typedef struct {
+    const char *name;
+    char kind;
+    void *dst;
+} flag_t;
+
+/* Sets the program's `flags` (a table ended by {0}) and every generator's --port and --path from
+ * argv; on an unknown or valueless flag prints the usage line and returns -1. */
+static int parse_flags(int argc, char **argv, const flag_t *flags, const char *usage) {
+    const flag_t common[] = {{"--port", 'i', &ws.port}, {"--path", 's', &ws.path}, {0}};
+    for (int i = 1; i < argc; i++) {
+        const flag_t *f = flags;
+        while (f->name && strcmp(f->name, argv[i])) f++;
+        if (!f->name)
+            for (f = common; f->name && strcmp(f->name, argv[i]); f++) {}
+        if (!f->name || i + 1 >= argc) {
+            fprintf(stderr, "usage: %s --port P %s [--path /connection/websocket]\n", argv[0], usage);
+            return -1;
+        }
+        const char *v = argv[++i];
+        if (f->kind == 'i') *(int *)f->dst = (int)atof(v);
+        else if (f->kind == 'd') *(double *)f->dst = atof(v);
+        else *(const char **)f->dst = v;
+    }
+    return 0;
+}
 
 #endif

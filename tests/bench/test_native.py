@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -193,3 +194,12 @@ def test_idle_refused_subscriptions_fail_the_run(idle_exe: Path, squall: SquallP
     assert r["exit_code"] == 1
     assert r["reply_errors"] == 10
     assert r["ready"] == r["live"] == 0
+
+
+@pytest.mark.parametrize("argv", [["--port", "1", "--bogus", "2"], ["--port", "1", "--connections"], []])
+def test_bad_flags_print_usage_and_exit_2(idle_exe: Path, argv: list[str]) -> None:
+    """An unknown flag, a flag without its value, or no --port: usage on stderr, exit 2, no connection tried."""
+    done = subprocess.run([str(idle_exe), *argv], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr or "need --port" in done.stderr
+    assert done.stdout == ""

@@ -86,30 +86,24 @@ async def test_disconnect_whitelist_must_be_client_ids(api_url, ws_url):
     c.close()
 
 
-@pytest.mark.gen_test
-async def test_refresh_expire_at_extends_the_connection(api_url, ws_url):
-    """A connection whose token expires in 2 s is extended by refresh: it hears the new ttl and outlives the token."""
-    c = await user(ws_url, "hank", ttl=2)
-    assert c.last_connect["connect"]["expires"] is True
+@pytest.mark.gen_test(timeout=20)
+async def test_refresh_extends_or_stops_expiry(api_url, ws_url):
+    """Three connections whose tokens expire in 2 s: refreshed with expire_at, one outlives the token and hears
+    its new ttl; refreshed without, one never expires (as in Centrifugo); the untouched one ends with 3005."""
+    extended, unbounded, untouched = [await user(ws_url, name, ttl=2) for name in ("hank", "ivy", "lou")]
+    assert extended.last_connect["connect"]["expires"] is True
     async with cent(api_url) as api:
         await api.refresh(RefreshRequest(user="hank", expire_at=int(time.time()) + 120))
-    r = await refresh_push(c)
-    assert r["expires"] is True and 115 <= r["ttl"] <= 120
-    await asyncio.sleep(3.5)  # past the token's exp (the close delay is 0)
-    assert await alive(c)
-    c.close()
-
-
-@pytest.mark.gen_test
-async def test_refresh_without_expire_at_stops_expiry(api_url, ws_url):
-    """As in Centrifugo, a refresh with no expire_at makes the connection never expire."""
-    c = await user(ws_url, "ivy", ttl=2)
-    async with cent(api_url) as api:
         await api.refresh(RefreshRequest(user="ivy"))
-    assert await refresh_push(c) == {}  # expires: false is left out, as every false field
-    await asyncio.sleep(3.5)
-    assert await alive(c)
-    c.close()
+    r = await refresh_push(extended)
+    assert r["expires"] is True and 115 <= r["ttl"] <= 120
+    assert await refresh_push(unbounded) == {}  # expires: false is left out, as every false field
+    code, _ = await untouched.wait_closed(timeout=6)  # the close delay is 0
+    assert code == 3005
+    await asyncio.sleep(1.0)  # all three tokens are now past their exp
+    assert await alive(extended) and await alive(unbounded)
+    extended.close()
+    unbounded.close()
 
 
 @pytest.mark.gen_test
