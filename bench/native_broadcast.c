@@ -48,11 +48,9 @@ static void on_closing(conn_t *c) {
 }
 
 static void on_open(conn_t *c) {
+    if (send_connect(c) < 0 || c == conns) return;
     char cmd[256];
-    int n = snprintf(cmd, sizeof cmd, "{\"id\":1,\"connect\":{}}");
-    if (send_frame(c, 0x1, cmd, (size_t)n) < 0) { close_conn(c, 0); return; }
-    if (c == conns) return;
-    n = snprintf(cmd, sizeof cmd, "{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}", opt.channel);
+    int n = snprintf(cmd, sizeof cmd, "{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}", opt.channel);
     if (send_frame(c, 0x1, cmd, (size_t)n) < 0) close_conn(c, 0);
 }
 

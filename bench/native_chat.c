@@ -46,10 +46,9 @@ static void on_closing(conn_t *c) {
 }
 
 static void on_open(conn_t *c) {
+    if (send_connect(c) < 0) return;
     char cmd[256];
-    int n = snprintf(cmd, sizeof cmd, "{\"id\":1,\"connect\":{}}");
-    if (send_frame(c, 0x1, cmd, (size_t)n) < 0) { close_conn(c, 0); return; }
-    n = snprintf(cmd, sizeof cmd, "{\"id\":2,\"subscribe\":{\"channel\":\"%s:room-%u\"}}", opt.ns,
+    int n = snprintf(cmd, sizeof cmd, "{\"id\":2,\"subscribe\":{\"channel\":\"%s:room-%u\"}}", opt.ns,
                  c->index / (uint32_t)opt.members);
     if (send_frame(c, 0x1, cmd, (size_t)n) < 0) close_conn(c, 0);
 }

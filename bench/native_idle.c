@@ -38,12 +38,11 @@ static void on_closing(conn_t *c) {
 }
 
 static void on_open(conn_t *c) {
-    char cmd[256];
-    int n = snprintf(cmd, sizeof cmd, "{\"id\":1,\"connect\":{}}");
-    if (send_frame(c, 0x1, cmd, (size_t)n) < 0) { close_conn(c, 0); return; }
+    if (send_connect(c) < 0) return;
     for (int j = 0; j < opt.per_client; j++) {
         uint64_t ch = ((uint64_t)c->index * (uint64_t)opt.per_client + (uint64_t)j) % (uint64_t)opt.pool;
-        n = snprintf(cmd, sizeof cmd, "{\"id\":%d,\"subscribe\":{\"channel\":\"%s:idle-%llu\"}}", j + 2, opt.ns,
+        char cmd[256];
+        int n = snprintf(cmd, sizeof cmd, "{\"id\":%d,\"subscribe\":{\"channel\":\"%s:idle-%llu\"}}", j + 2, opt.ns,
                      (unsigned long long)ch);
         if (send_frame(c, 0x1, cmd, (size_t)n) < 0) { close_conn(c, 0); return; }
     }

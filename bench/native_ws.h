@@ -125,6 +125,14 @@ static void close_conn(conn_t *c, int code) {
     c->hs = NULL;
 }
 
+/* The connect command (anonymous, no token), every generator's first frame; on failure c is closed. */
+static int send_connect(conn_t *c) {
+    static const char cmd[] = "{\"id\":1,\"connect\":{}}";
+    if (send_frame(c, 0x1, cmd, sizeof cmd - 1) == 0) return 0;
+    close_conn(c, 0);
+    return -1;
+}
+
 static void on_reply(conn_t *c, const char *p, size_t n) {
     int is_error = memmem(p, n, "\"error\"", 7) != NULL;
     uint8_t setup = setup_replies(c);
