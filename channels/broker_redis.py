@@ -32,7 +32,7 @@ from channels.redis_errors import redis_call
 from channels.redis_persist import GROUP, PersistLog, pack_options
 from channels.redis_pubsub import PubSubLink
 from channels.redis_scripts import HISTORY, PUBLISH
-from channels.redis_shards import ChannelKeys, RedisShards
+from channels.redis_shards import ChannelKeys, Endpoint, RedisShards
 from channels.types import (
     ClientInfo,
     HistoryQuery,
@@ -94,6 +94,10 @@ class RedisBroker:
         self._handler: BrokerEventHandler | None = None
         self._links: list[PubSubLink] = []
         self._link_of_bucket: dict[int, PubSubLink] = {}
+        self._layout: dict[int, str] = {}  # cluster: bucket -> name of the primary its link talks to
+        self._layout_check: asyncio.Task[None] | None = None
+        self._layout_again = False  # trouble reported while a check ran
+        self.relinks = 0  # cluster layout changes followed
         self._topics: dict[bytes, str] = {}  # subscribed topic -> channel
         self._tasks: list[asyncio.Task[None]] = []
         # cumulative stats read by the metrics sampler (count + sum = mean)
@@ -109,8 +113,18 @@ class RedisBroker:
         # The durable store is started and closed by the server's assembly.
         async with redis_call("cluster discovery"):
             await self._shards.start()
+        self._install_links(self._shards.endpoints())
+        await asyncio.gather(*(link.start(self._connect_wait) for link in self._links))
+        if self._persist is not None:
+            self._tasks.append(asyncio.ensure_future(self._persist.run()))
+
+    def _install_links(self, endpoints: list[Endpoint]) -> list[PubSubLink]:
+        """One link per endpoint (not started), each bucket routed to its
+        endpoint's link; returns the links replaced."""
+        old = self._links
+        self._links, self._link_of_bucket = [], {}
         control = self._shards.control_topic
-        for ep in self._shards.endpoints():
+        for ep in endpoints:
             first = ep.buckets[0]
             link = PubSubLink(
                 ep.name,
@@ -125,15 +139,62 @@ class RedisBroker:
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 confirm_timeout=self._connect_wait,
+                on_trouble=self._on_link_trouble if self._cluster else None,
             )
             self._links.append(link)
             for b in ep.buckets:
                 self._link_of_bucket[b] = link
+        self._layout = {b: ep.name for ep in endpoints for b in ep.buckets}
+        return old
+
+    # ------------------------------------------------------------ cluster layout
+    def _on_link_trouble(self) -> None:
+        """A link failed to connect, lost its session or had a topic dropped:
+        maybe a failover or a slot migration moved its buckets."""
+        if self._layout_check is not None and not self._layout_check.done():
+            self._layout_again = True
+            return
+        self._layout_check = asyncio.ensure_future(self._check_layout())
+
+    async def _check_layout(self) -> None:
+        while True:
+            self._layout_again = False
+            try:
+                await self._follow_layout()
+            except (RedisError, OSError, asyncio.TimeoutError, BackendUnavailable) as e:
+                log.warning("cluster layout check failed: %s", e)  # the next trouble retries
+            if not self._layout_again:
+                return
+            await asyncio.sleep(min(1.0, self._reconnect_cap))
+
+    async def _follow_layout(self) -> None:
+        """Re-read the slot map; if a bucket's primary changed, move every
+        topic to links for the new layout and resync (messages may have been
+        lost in between, so subscribers recover)."""
+        async with redis_call("cluster layout"):
+            await self._shards.refresh_layout()
+        endpoints = self._shards.endpoints()
+        if {b: ep.name for ep in endpoints for b in ep.buckets} == self._layout:
+            return
+        old = self._install_links(endpoints)
+        self.relinks += 1
+        log.warning("redis cluster layout changed: pub/sub moves to %s", ", ".join(ep.name for ep in endpoints))
+        by_link: dict[PubSubLink, list[bytes]] = {}
+        for topic, channel in self._topics.items():
+            by_link.setdefault(self._link_of_bucket[self._shards.keys(channel).bucket], []).append(topic)
+        for link, topics in by_link.items():
+            link.want(topics)
+        for link in old:
+            await link.close()
         await asyncio.gather(*(link.start(self._connect_wait) for link in self._links))
-        if self._persist is not None:
-            self._tasks.append(asyncio.ensure_future(self._persist.run()))
+        self._on_resync()
 
     async def close(self) -> None:
+        if self._layout_check is not None:
+            self._layout_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._layout_check
+            self._layout_check = None
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

