@@ -94,7 +94,6 @@ class RedisBroker:
         self._handler: BrokerEventHandler | None = None
         self._links: list[PubSubLink] = []
         self._link_of_bucket: dict[int, PubSubLink] = {}
-        self._layout: dict[int, str] = {}  # cluster: bucket -> name of the primary its link talks to
         self._layout_check: asyncio.Task[None] | None = None
         self._layout_again = False  # trouble reported while a check ran
         self.relinks = 0  # cluster layout changes followed
@@ -144,7 +143,6 @@ class RedisBroker:
             self._links.append(link)
             for b in ep.buckets:
                 self._link_of_bucket[b] = link
-        self._layout = {b: ep.name for ep in endpoints for b in ep.buckets}
         return old
 
     # ------------------------------------------------------------ cluster layout
@@ -174,7 +172,8 @@ class RedisBroker:
         async with redis_call("cluster layout"):
             await self._shards.refresh_layout()
         endpoints = self._shards.endpoints()
-        if {b: ep.name for ep in endpoints for b in ep.buckets} == self._layout:
+        current = {b: link.name for b, link in self._link_of_bucket.items()}
+        if {b: ep.name for ep in endpoints for b in ep.buckets} == current:
             return
         old = self._install_links(endpoints)
         self.relinks += 1
