@@ -26,7 +26,7 @@ from channels import redis_envelope as envelope
 from channels.broker import BrokerEventHandler
 from channels.errors import BackendUnavailable
 from channels.history import HistoryStore
-from channels.history_memory import new_epoch, select
+from channels.history import new_epoch, select
 from channels.redis_envelope import BadEnvelope
 from channels.redis_errors import redis_call
 from channels.redis_persist import GROUP, PersistLog, pack_options

@@ -3,12 +3,16 @@
 A store used by the memory broker assigns offsets itself (:meth:`append`);
 a store behind a broker that assigns offsets elsewhere (Redis) only persists
 what it is given (:meth:`write`). Both keep the promise the broker relies on:
-when the call returns, the publications are stored.
+when the call returns, the publications are stored. :func:`select` and
+:func:`new_epoch` are shared by every store (memory, Redis window, MongoDB).
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Protocol
+
+from channels.errors import UnrecoverablePosition
 
 from channels.types import (
     HistoryQuery,
@@ -48,3 +52,35 @@ class HistoryStore(Protocol):
     async def remove(self, channel: str) -> None: ...
 
     def healthy(self) -> bool: ...
+
+
+def new_epoch() -> str:
+    """A fresh stream epoch: a changed epoch tells clients their positions are void."""
+    return secrets.token_hex(4)
+
+
+def select(
+    pubs: list[Publication], top: StreamPosition, query: HistoryQuery
+) -> HistoryResult:
+    """Apply Centrifugo's history semantics to an ordered list of publications.
+
+    Forward, ``since`` returns what came after it (oldest first); with
+    ``reverse``, what came before it (newest first), so both directions page.
+    Shared by every store so limit/since/reverse mean the same everywhere.
+    """
+    if query.since is not None:
+        if query.since.epoch and query.since.epoch != top.epoch:
+            raise UnrecoverablePosition()
+        mark = query.since.offset
+        if query.reverse:
+            # Centrifugo's backward iteration: the page before ``since``.
+            pubs = [p for p in pubs if p.offset < mark]
+        else:
+            pubs = [p for p in pubs if p.offset > mark]
+    if query.reverse:
+        pubs = pubs[::-1]
+    if query.limit == 0:
+        pubs = []
+    elif query.limit > 0:
+        pubs = pubs[: query.limit]
+    return HistoryResult(publications=pubs, position=top)

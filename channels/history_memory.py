@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from channels.errors import UnrecoverablePosition
+from channels.history import new_epoch, select
 from channels.types import (
     HistoryQuery,
     HistoryResult,
@@ -17,43 +16,12 @@ from channels.types import (
 )
 
 
-def new_epoch() -> str:
-    return secrets.token_hex(4)
-
-
 @dataclass(slots=True)
 class _Stream:
     epoch: str
     top: int = 0
     # (monotonic expiry or 0, publication)
     items: deque[tuple[float, Publication]] = field(default_factory=deque)
-
-
-def select(
-    pubs: list[Publication], top: StreamPosition, query: HistoryQuery
-) -> HistoryResult:
-    """Apply Centrifugo's history semantics to an ordered list of publications.
-
-    Forward, ``since`` returns what came after it (oldest first); with
-    ``reverse``, what came before it (newest first), so both directions page.
-    Shared by every store so limit/since/reverse mean the same everywhere.
-    """
-    if query.since is not None:
-        if query.since.epoch and query.since.epoch != top.epoch:
-            raise UnrecoverablePosition()
-        mark = query.since.offset
-        if query.reverse:
-            # Centrifugo's backward iteration: the page before ``since``.
-            pubs = [p for p in pubs if p.offset < mark]
-        else:
-            pubs = [p for p in pubs if p.offset > mark]
-    if query.reverse:
-        pubs = pubs[::-1]
-    if query.limit == 0:
-        pubs = []
-    elif query.limit > 0:
-        pubs = pubs[: query.limit]
-    return HistoryResult(publications=pubs, position=top)
 
 
 class MemoryHistoryStore:

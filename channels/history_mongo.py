@@ -32,7 +32,7 @@ from pymongo.write_concern import WriteConcern
 
 from channels import history_mongo_codec as codec
 from channels.errors import BackendUnavailable, UnrecoverablePosition
-from channels.history_memory import new_epoch
+from channels.history import new_epoch
 from channels.history_mongo_batch import Entry, GroupCommitter, Stream
 from channels.types import (
     HistoryQuery,

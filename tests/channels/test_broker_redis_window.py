@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from channels.broker_redis import need_range
-from channels.history_memory import MemoryHistoryStore, select
+from channels.history import select
+from channels.history_memory import MemoryHistoryStore
 from channels.types import HistoryQuery, Publication, StreamOptions, StreamPosition
 from tests.channels.test_broker_redis import nodes, pub
 
