@@ -17,11 +17,13 @@ from typing import Any, Callable, Hashable
 
 import msgpack
 
-from channels import errors
+from channels import errors, recovery
 from channels.broker import Broker
 from channels.errors import BackendUnavailable, DisconnectCode
 from channels.namespaces import NamespaceOptions, Namespaces
+from channels.nodes import NodeInfo, NodeRegistry
 from channels.presence import PresenceManager
+from channels.stream_state import ChannelState, Verdict
 from channels.transport import Subscriber
 from channels.types import (
     ClientInfo,
@@ -47,25 +49,10 @@ class HubStats:
     gaps: int = 0
     recovered: int = 0
     not_recovered: int = 0
-
-
-class _Channel:
-    """Local state of one channel with at least one local subscriber."""
-
-    __slots__ = ("subs", "recovering", "observers", "last_offset", "epoch", "opts", "ready")
-
-    def __init__(self, opts: NamespaceOptions) -> None:
-        # subscriber -> wants join/leave pushes
-        self.subs: dict[Subscriber, bool] = {}
-        # subscribers mid-subscribe: publications are buffered for them
-        self.recovering: dict[Subscriber, list[Publication]] = {}
-        # watch-only subscribers (admin inspector): no presence, join or leave
-        self.observers: set[Subscriber] = set()
-        self.last_offset = 0
-        self.epoch = ""
-        self.opts = opts
-        # set once the broker subscription is in place
-        self.ready: asyncio.Future[None] | None = None
+    # why recoveries fell back to ``recovered: false`` (recovery.REASONS)
+    not_recovered_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(recovery.REASONS, 0))
+    # subscribers that went live at a position the live flow had not reached
+    ahead_joins: int = 0
 
 
 @dataclass(slots=True)
@@ -77,27 +64,6 @@ class SubscribeOutcome:
     publications: list[Publication] = field(default_factory=list)
     # publications that arrived during the subscribe and follow the reply
     pending: list[Publication] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class NodeInfo:
-    uid: str
-    name: str
-    num_clients: int = 0
-    num_users: int = 0
-    num_subs: int = 0
-    num_channels: int = 0
-    updated: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "name": self.name,
-            "num_clients": self.num_clients,
-            "num_users": self.num_users,
-            "num_subs": self.num_subs,
-            "num_channels": self.num_channels,
-        }
 
 
 class Hub:
@@ -125,12 +91,12 @@ class Hub:
         self.presence_ttl = presence_ttl
         self.recovery_limit = recovery_max_publication_limit
         self.stats = HubStats()
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, ChannelState] = {}
         self._clients: dict[str, Subscriber] = {}
         self._users: dict[str, set[Subscriber]] = {}
         self._presence: dict[str, dict[str, ClientInfo]] = {}  # channel -> client -> info
         self._control: dict[str, ControlHandler] = {}
-        self._nodes: dict[str, NodeInfo] = {}
+        self._nodes = NodeRegistry(self.node_id, self.NODE_EXPIRE)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[Any]] = set()
         self._closing = False
@@ -256,7 +222,7 @@ class Hub:
         """
         ch = self._channels.get(channel)
         if ch is None:
-            ch = self._channels[channel] = _Channel(opts)
+            ch = self._channels[channel] = ChannelState(opts)
         ch.recovering[sub] = []
         try:
             await self._ensure_broker_sub(channel, ch)
@@ -282,15 +248,23 @@ class Hub:
         top = out.position.offset
         if out.publications:
             top = max(top, out.publications[-1].offset)
-        for p in buffered:  # what the reply's publications (up to ``top``) do not hold
-            if p.offset == 0 or p.offset > top:
-                out.pending.append(p)
+        # what the reply's publications (up to ``top``) do not hold
+        pending = ch.go_live(sub, out.position.epoch, top, buffered)
         ch.subs[sub] = join_leave or opts.force_push_join_leave
         if observe:
             ch.observers.add(sub)
+        if pending is None:
+            # the live flow broke while this subscriber read its position
+            self.stats.gaps += 1
+            log.warning("stream of %s moved on during a subscribe: %s must recover", channel, sub.client_id)
+            sub.disconnect(errors.INSUFFICIENT_STATE)
+        else:
+            out.pending = pending
+            if sub in ch.ahead:
+                self.stats.ahead_joins += 1
         return out
 
-    async def _ensure_broker_sub(self, channel: str, ch: _Channel) -> None:
+    async def _ensure_broker_sub(self, channel: str, ch: ChannelState) -> None:
         if ch.ready is None:
             ch.ready = asyncio.get_running_loop().create_future()
             try:
@@ -307,7 +281,7 @@ class Hub:
     async def _position_and_recover(
         self,
         channel: str,
-        ch: _Channel,
+        ch: ChannelState,
         opts: NamespaceOptions,
         recover: bool,
         since: StreamPosition | None,
@@ -328,20 +302,19 @@ class Hub:
                     channel, HistoryQuery(limit=limit + 1, since=since), stream
                 )
                 pubs = res.publications
-                ok = len(pubs) <= limit and (
-                    (pubs and pubs[0].offset == since.offset + 1)
-                    or (not pubs and res.position.offset == since.offset)
-                )
+                why = recovery.unrecoverable(since, res.position, pubs, limit)
             except errors.UnrecoverablePosition:
                 res = await self._head(channel, stream, opts.latest_value)
-                pubs, ok, latest = [], False, res.publications
+                pubs, why, latest = [], recovery.EPOCH, res.publications
             out.position = res.position
-            out.recovered = bool(ok)
-            if ok:
+            out.recovered = not why
+            if not why:
                 out.publications = pubs
                 self.stats.recovered += 1
             else:
                 self.stats.not_recovered += 1
+                self.stats.not_recovered_by[why] += 1
+                log.info("recovery of %s from %d/%s refused: %s", channel, since.offset, since.epoch, why)
                 if opts.latest_value:
                     out.publications = latest if latest is not None else (await self._head(channel, stream, True)).publications
         else:
@@ -349,13 +322,8 @@ class Hub:
             out.position = res.position
             if opts.latest_value:
                 out.publications = res.publications
-        if ch.epoch != out.position.epoch:
-            # first subscriber, or the stream was reset: adopt the new stream
-            ch.epoch = out.position.epoch
-            ch.last_offset = out.position.offset
-        else:
-            # a publication may have arrived while the position was read
-            ch.last_offset = max(ch.last_offset, out.position.offset)
+        if not ch.adopt(out.position.epoch, out.position.offset):
+            self._stream_broken(channel, ch, "stream reset (new epoch)")
         return out
 
     async def _head(self, channel: str, stream: Any, latest: bool) -> HistoryResult:
@@ -368,10 +336,10 @@ class Hub:
         ch = self._channels.get(channel)
         if ch is None or sub not in ch.subs:
             return
-        del ch.subs[sub]
+        observer = sub in ch.observers
+        ch.remove(sub)
         opts = ch.opts
-        if sub in ch.observers:
-            ch.observers.discard(sub)
+        if observer:
             await self._maybe_drop_channel(channel)
             return
         if opts.presence:
@@ -445,19 +413,11 @@ class Hub:
         ch = self._channels.get(channel)
         if ch is None:
             return
-        if pub.offset:
-            if pub.epoch and ch.epoch and pub.epoch != ch.epoch:
-                self._stream_broken(channel, ch, "epoch changed")
-                return
-            if pub.offset <= ch.last_offset:
-                return  # duplicate (e.g. redelivered after resubscribe)
-            if ch.last_offset and pub.offset != ch.last_offset + 1 and not ch.opts.latest_value:
-                ch.last_offset = pub.offset
-                self._stream_broken(channel, ch, "gap")
-                return
-            ch.last_offset = pub.offset
-            if pub.epoch:
-                ch.epoch = pub.epoch
+        verdict = ch.accept(pub)
+        if verdict is not Verdict.DELIVER:
+            if verdict is not Verdict.DUPLICATE:
+                self._stream_broken(channel, ch, verdict.value)
+            return
         for buf in ch.recovering.values():
             buf.append(pub)
         subs = ch.subs
@@ -467,7 +427,10 @@ class Hub:
         conflate = channel if ch.opts.latest_value else None
         cache: dict[Hashable, bytes] = {}
         delivered = 0
+        ahead = ch.ahead
         for sub in subs:
+            if ahead and sub in ahead and ch.skip(sub, pub.offset):
+                continue  # it read this one with its position
             key = sub.wire_key
             data = cache.get(key)
             if data is None:
@@ -486,7 +449,7 @@ class Hub:
             log.exception("cannot encode a %s push of %s for %r; skipping that format", kind, channel, sub.wire_key)
             return b""
 
-    def _stream_broken(self, channel: str, ch: _Channel, why: str) -> None:
+    def _stream_broken(self, channel: str, ch: ChannelState, why: str) -> None:
         """Local subscribers may have missed publications: make them recover."""
         self.stats.gaps += 1
         log.warning("stream of %s broken (%s): %d subscribers must recover", channel, why, len(ch.subs))
@@ -566,9 +529,7 @@ class Hub:
 
     # ------------------------------------------------------------ nodes
     def nodes(self) -> list[NodeInfo]:
-        now = time.monotonic()
-        self._nodes[self.node_id] = self._self_info()
-        return [n for n in self._nodes.values() if n.uid == self.node_id or now - n.updated < self.NODE_EXPIRE]
+        return self._nodes.nodes(self._self_info())
 
     def _self_info(self) -> NodeInfo:
         return NodeInfo(
@@ -582,18 +543,7 @@ class Hub:
         )
 
     def _on_node_control(self, msg: dict[str, Any]) -> None:
-        uid = str(msg.get("uid", ""))
-        if not uid:
-            return
-        self._nodes[uid] = NodeInfo(
-            uid=uid,
-            name=str(msg.get("name", "")),
-            num_clients=int(msg.get("num_clients", 0)),
-            num_users=int(msg.get("num_users", 0)),
-            num_subs=int(msg.get("num_subs", 0)),
-            num_channels=int(msg.get("num_channels", 0)),
-            updated=time.monotonic(),
-        )
+        self._nodes.heard(msg)
 
     async def _heartbeat_loop(self) -> None:
         """Announce this node and refresh its presence entries."""
