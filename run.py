@@ -1,251 +1,32 @@
 #!/usr/bin/env python3
-"""Squall's command line: ``python run.py [serve|gentoken|checkconfig|genconfig|...]``.
+"""Squall's command line from the checkout: ``python run.py [serve|gentoken|...]``.
 
-Settings precedence: flags > SQUALL_* environment > TOML file (--config) >
-defaults. With no file, the embedded demo configuration is used.
+The commands live in server/cli.py (installed, they are the ``squall``
+command). This file only checks that the Python running it has Squall's
+dependencies, so a system Python gets one line naming the fix, not a trace.
 """
 
-from __future__ import annotations
-
-import argparse
-import asyncio
-import json
 import sys
-from typing import Any, Callable
 
-from server.settings import ConfigError, Settings, describe, load
-
-# flag name -> settings key, for the common settings
-_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "--host": ("host", str, "address to listen on"),
-    "--port": ("port", int, "TCP port"),
-    "--processes": ("processes", int, "worker processes sharing the port (0 = one per core; needs --engine redis)"),
-    "--engine": ("engine", str, "memory or redis"),
-    "--history": ("history", str, "history store: memory or mongo"),
-    "--mongo-url": ("mongo_url", str, "MongoDB connection string"),
-    "--log-level": ("log_level", str, "debug, info, warning, error"),
-    "--log-format": ("log_format", str, "text or json"),
-    "--api-key": ("api_key", str, "server API key"),
-    "--node-name": ("node_name", str, "name of this node"),
-}
+OWN_PACKAGES = ("server", "handlers", "channels", "loadtest")
 
 
-def _add_settings_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="TOML configuration file (default: embedded demo config)")
-    for flag, (key, typ, text) in _FLAGS.items():
-        p.add_argument(flag, dest=key, type=typ, default=None, help=text)
-    p.add_argument(
-        "--redis-url", dest="redis_urls", action="append", default=None, help="Redis URL (repeat to shard over several)"
+def _missing_dependency(e: ModuleNotFoundError) -> int:
+    print(
+        f"run.py: this Python ({sys.executable}) lacks Squall's dependency {e.name!r}: "
+        "run `bash .ci/setup` once, then use `.venv/bin/python run.py ...`",
+        file=sys.stderr,
     )
-    p.add_argument(
-        "--set", "-o", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other setting"
-    )
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(key or "--set", "expected KEY=VALUE")
-        overrides[key.strip()] = value
-    for key, _, _ in _FLAGS.values():
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
-    if args.redis_urls:
-        overrides["redis_urls"] = tuple(args.redis_urls)
-    return load(args.config, overrides=overrides)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from server.lifecycle import run
-    from server.logs import setup_logging
-
-    settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_format)
-    return run(settings)
-
-
-def cmd_gentoken(args: argparse.Namespace) -> int:
-    from handlers.auth import make_token
-
-    settings = _settings(args)
-    algorithm = args.algorithm
-    if algorithm == "HS256":
-        key = args.secret or settings.token_hmac_secret_key
-        if not key:
-            raise ConfigError("token_hmac_secret_key", "needed to sign HS256 tokens (or pass --secret)")
-    else:
-        if not args.private_key:
-            raise ConfigError("--private-key", f"needed to sign {algorithm} tokens")
-        try:
-            with open(args.private_key) as f:
-                key = f.read()
-        except OSError as e:
-            raise ConfigError("--private-key", str(e)) from None
-    info = _json_arg("--info", args.info)
-    meta = _json_arg("--meta", args.meta)
-    channels = [c for c in (args.channels or "").split(",") if c]
-    subs: dict[str, Any] = {c: {} for c in (args.subs or "").split(",") if c}
-    try:
-        token = make_token(
-            key, args.user, ttl=args.ttl, info=info, channel=args.channel or "", channels=channels,
-            subs=subs, meta=meta, algorithm=algorithm,
-        )
-    except (ValueError, TypeError) as e:  # e.g. a key that is not a PEM private key
-        raise ConfigError("--private-key" if algorithm != "HS256" else "--secret", str(e)) from None
-    print(token)
-    return 0
-
-
-def _json_arg(flag: str, value: str | None) -> Any:
-    if not value:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError as e:
-        raise ConfigError(flag, f"not valid JSON: {e}") from None
-
-
-async def _check_connectivity(settings: Settings) -> list[str]:
-    from server.app import build
-
-    squall = build(settings)
-    problems: list[str] = []
-    try:
-        await asyncio.wait_for(squall.start(), 10)
-        await asyncio.sleep(0.2)
-        if not squall.ctx.hub.broker.healthy():
-            problems.append(f"engine: broker not reachable ({settings.engine})")
-        if not squall.backends.history.healthy():
-            problems.append(f"history: store not reachable ({settings.history})")
-    except Exception as e:  # report any start-up failure as a problem, not a trace
-        problems.append(f"start-up failed: {e}")
-    finally:
-        try:
-            await asyncio.wait_for(squall.close(), 10)
-        except Exception:
-            pass
-    return problems
-
-
-def cmd_checkconfig(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if not args.offline:
-        problems = asyncio.run(_check_connectivity(settings))
-        if problems:
-            for p in problems:
-                print(f"checkconfig: {p}", file=sys.stderr)
-            return 1
-    print(f"configuration ok (engine={settings.engine}, history={settings.history}, namespaces={len(settings.namespaces)})")
-    return 0
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def cmd_genconfig(args: argparse.Namespace) -> int:
-    lines = ["# Squall configuration. Every setting with its default; uncomment to change.", ""]
-    for name, default, doc in describe():
-        if name in ("channel", "namespaces"):
-            continue
-        lines.append(f"# {doc}")
-        lines.append(f"# {name} = {_toml_value(default)}")
-        lines.append("")
-    lines += [
-        "# Options of channels without a namespace (clients can't reach them by default).",
-        "[channel]",
-        "",
-        "# A namespace: channels named 'chat:<room>'.",
-        "[[namespaces]]",
-        'name = "chat"',
-        "presence = true",
-        "join_leave = true",
-        "history_size = 100",
-        'history_ttl = "24h"',
-        '# history_meta_ttl = "720h"  # how long a quiet channel keeps its epoch and offset (0: forever)',
-        "force_recovery = true",
-        "allow_subscribe_for_client = true",
-        "allow_publish_for_subscriber = true",
-        "allow_presence_for_subscriber = true",
-        "allow_history_for_subscriber = true",
-        "",
-    ]
-    text = "\n".join(lines)
-    if args.output and args.output != "-":
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run.py", description="Squall real-time messaging server")
-    sub = parser.add_subparsers(dest="command")
-
-    p = sub.add_parser("serve", help="run the server (the default)")
-    _add_settings_flags(p)
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("gentoken", help="print a connection or subscription JWT")
-    _add_settings_flags(p)
-    p.add_argument("--user", required=True, help="the sub claim")
-    p.add_argument("--ttl", type=int, default=None, help="seconds until exp (default: no expiry)")
-    p.add_argument("--channel", help="make a subscription token for this channel")
-    p.add_argument("--channels", help="comma-separated server-side channels (connection token)")
-    p.add_argument("--info", help="JSON for the info claim")
-    p.add_argument("--secret", help="HS256 secret (default: token_hmac_secret_key)")
-    p.add_argument("--algorithm", choices=("HS256", "RS256", "ES256"), default="HS256")
-    p.add_argument("--private-key", help="PEM private key file for RS256/ES256")
-    p.add_argument("--meta", help="JSON for the meta claim (seen by the server only)")
-    p.add_argument("--subs", help="comma-separated channels for the subs claim (server-side subscriptions)")
-    p.set_defaults(func=cmd_gentoken)
-
-    p = sub.add_parser("checkconfig", help="validate the configuration and check backends are reachable")
-    _add_settings_flags(p)
-    p.add_argument("--offline", action="store_true", help="only validate, do not connect to backends")
-    p.set_defaults(func=cmd_checkconfig)
-
-    p = sub.add_parser("genconfig", help="write a commented starter configuration")
-    p.add_argument("--output", "-O", default="-", help="file to write (default: stdout)")
-    p.set_defaults(func=cmd_genconfig)
-
-    from loadtest import cli as loadtest_cli
-
-    p = sub.add_parser("loadtest", help="drive many connections against a server and report")
-    loadtest_cli.add_arguments(p)
-    p.set_defaults(func=loadtest_cli.run)
-
-    from server import demo_feed
-
-    p = sub.add_parser("demo-feed", help="publish synthetic metrics for the /dashboard page through the server API")
-    demo_feed.add_arguments(p)
-    p.set_defaults(func=demo_feed.run)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve", "gentoken", "checkconfig", "genconfig", "loadtest", "demo-feed"}
-    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
-        argv = ["serve", *argv]  # `python run.py [flags]` serves
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as e:
-        print(f"run.py: {e}", file=sys.stderr)
-        return 2
+    return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        from server.cli import main
+
+        code = main(prog="run.py")
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.split(".")[0] in OWN_PACKAGES:
+            raise
+        code = _missing_dependency(e)
+    sys.exit(code)

@@ -20,6 +20,10 @@ ENV_PREFIX = "SQUALL_"
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 DEMO_API_KEY = "demo"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# "" from the checkout; "squall." installed, where the wheel puts server/,
+# handlers/, channels/ and loadtest/ under one package (server/wheel_build.py).
+PACKAGE_ROOT = __name__[: -len("server.settings")]
+OWN_PACKAGES = ("server", "handlers", "channels", "loadtest")
 
 
 class ConfigError(Exception):
@@ -239,6 +243,9 @@ def load(
         if not isinstance(ns, (list, tuple)) or not all(isinstance(n, Mapping) for n in ns):
             raise ConfigError("namespaces", "expected a list of tables ([[namespaces]])")
         merged["namespaces"] = tuple(dict(n) for n in ns)
+    hooks = merged.get("hooks", "")
+    if PACKAGE_ROOT and hooks.split(".")[0] in OWN_PACKAGES:  # "server.demo_hooks:make", installed
+        merged["hooks"] = PACKAGE_ROOT + hooks
     return Settings(**merged)
 
 
