@@ -13,16 +13,19 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
 
 import msgpack
 
-from channels import errors, recovery
+from channels import errors, fanout, positioning, recovery
 from channels.broker import Broker
-from channels.errors import BackendUnavailable, DisconnectCode
+from channels.clients import ClientRegistry
+from channels.errors import BackendUnavailable
 from channels.namespaces import NamespaceOptions, Namespaces
 from channels.nodes import NodeInfo, NodeRegistry
+from channels.positioning import SubscribeOutcome
 from channels.presence import PresenceManager
+from channels.presence_local import LocalPresence
 from channels.stream_state import ChannelState, Verdict
 from channels.transport import Subscriber
 from channels.types import (
@@ -55,19 +58,9 @@ class HubStats:
     ahead_joins: int = 0
 
 
-@dataclass(slots=True)
-class SubscribeOutcome:
-    position: StreamPosition = field(default_factory=StreamPosition)
-    recoverable: bool = False
-    recovered: bool = False
-    was_recovering: bool = False
-    publications: list[Publication] = field(default_factory=list)
-    # publications that arrived during the subscribe and follow the reply
-    pending: list[Publication] = field(default_factory=list)
-
-
-class Hub:
-    """Subscriptions, fan-out, presence and history for this node."""
+class Hub(ClientRegistry):
+    """Subscriptions, fan-out, presence and history for this node, on top of
+    its registry of connections."""
 
     NODE_HEARTBEAT = 3.0
     NODE_EXPIRE = 10.0
@@ -83,8 +76,10 @@ class Hub:
         presence_ttl: float = 60.0,
         recovery_max_publication_limit: int = 1000,
     ) -> None:
+        super().__init__()
         self.broker = broker
         self.presence_manager = presence
+        self._presence = LocalPresence(presence)
         self.namespaces = namespaces
         self.node_id = node_id or uuid.uuid4().hex
         self.node_name = node_name or self.node_id[:8]
@@ -92,9 +87,6 @@ class Hub:
         self.recovery_limit = recovery_max_publication_limit
         self.stats = HubStats()
         self._channels: dict[str, ChannelState] = {}
-        self._clients: dict[str, Subscriber] = {}
-        self._users: dict[str, set[Subscriber]] = {}
-        self._presence: dict[str, dict[str, ClientInfo]] = {}  # channel -> client -> info
         self._control: dict[str, ControlHandler] = {}
         self._nodes = NodeRegistry(self.node_id, self.NODE_EXPIRE)
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,36 +137,6 @@ class Hub:
         payload["op"] = op
         await self.broker.publish_control(msgpack.packb(payload, use_bin_type=True))
 
-    # ------------------------------------------------------------ clients
-    def add_client(self, sub: Subscriber) -> None:
-        self._clients[sub.client_id] = sub
-        self._users.setdefault(sub.user, set()).add(sub)
-
-    def remove_client(self, sub: Subscriber) -> None:
-        self._clients.pop(sub.client_id, None)
-        conns = self._users.get(sub.user)
-        if conns is not None:
-            conns.discard(sub)
-            if not conns:
-                del self._users[sub.user]
-
-    def client(self, client_id: str) -> Subscriber | None:
-        return self._clients.get(client_id)
-
-    def user_connections(self, user: str) -> list[Subscriber]:
-        return list(self._users.get(user, ()))
-
-    def clients(self) -> list[Subscriber]:
-        return list(self._clients.values())
-
-    @property
-    def num_clients(self) -> int:
-        return len(self._clients)
-
-    @property
-    def num_users(self) -> int:
-        return len(self._users)
-
     @property
     def num_channels(self) -> int:
         return len(self._channels)
@@ -192,14 +154,7 @@ class Hub:
         """``sub``'s info changed (a server-side refresh): its presence entries in
         ``channels`` say so from now on (the heartbeat retries a failed add)."""
         for channel in channels:
-            entries = self._presence.get(channel)
-            if entries is None or sub.client_id not in entries:
-                continue
-            entries[sub.client_id] = info
-            try:
-                await self.presence_manager.add(channel, info)
-            except BackendUnavailable:
-                log.warning("presence update failed for %s", channel)
+            await self._presence.update(channel, info)
 
     async def subscribe(
         self,
@@ -226,7 +181,17 @@ class Hub:
         ch.recovering[sub] = []
         try:
             await self._ensure_broker_sub(channel, ch)
-            out = await self._position_and_recover(channel, ch, opts, recover, since, recoverable)
+            out = await positioning.read(
+                self.broker, channel, opts, since=since if recover else None, recoverable=recoverable, limit=self.recovery_limit
+            )
+            if out.was_recovering:
+                if out.recovered:
+                    self.stats.recovered += 1
+                else:
+                    self.stats.not_recovered += 1
+                    self.stats.not_recovered_by[out.refused] += 1
+            if opts.stream.enabled and not ch.adopt(out.position.epoch, out.position.offset):
+                self._stream_broken(channel, ch, "stream reset (new epoch)")
         except BaseException:
             ch.recovering.pop(sub, None)
             await self._maybe_drop_channel(channel)
@@ -234,11 +199,7 @@ class Hub:
         # Presence and join go out before the subscriber turns live, so the
         # caller can write its reply before any live publication.
         if opts.presence and not observe:
-            self._presence.setdefault(channel, {})[sub.client_id] = info
-            try:
-                await self.presence_manager.add(channel, info)
-            except BackendUnavailable:
-                log.warning("presence add failed for %s", channel)
+            await self._presence.add(channel, info)
         if opts.join_leave and not observe:
             try:
                 await self.broker.publish_join(channel, info)
@@ -278,60 +239,6 @@ class Hub:
         elif not ch.ready.done():
             await asyncio.shield(ch.ready)
 
-    async def _position_and_recover(
-        self,
-        channel: str,
-        ch: ChannelState,
-        opts: NamespaceOptions,
-        recover: bool,
-        since: StreamPosition | None,
-        recoverable: bool,
-    ) -> SubscribeOutcome:
-        out = SubscribeOutcome()
-        stream = opts.stream
-        if not stream.enabled:
-            return out
-        out.recoverable = recoverable or opts.force_recovery
-        want_recover = recover and since is not None and opts.allow_recovery
-        if want_recover and since is not None:
-            out.was_recovering = True
-            limit = self.recovery_limit
-            latest: list[Publication] | None = None
-            try:
-                res = await self.broker.history(
-                    channel, HistoryQuery(limit=limit + 1, since=since), stream
-                )
-                pubs = res.publications
-                why = recovery.unrecoverable(since, res.position, pubs, limit)
-            except errors.UnrecoverablePosition:
-                res = await self._head(channel, stream, opts.latest_value)
-                pubs, why, latest = [], recovery.EPOCH, res.publications
-            out.position = res.position
-            out.recovered = not why
-            if not why:
-                out.publications = pubs
-                self.stats.recovered += 1
-            else:
-                self.stats.not_recovered += 1
-                self.stats.not_recovered_by[why] += 1
-                log.info("recovery of %s from %d/%s refused: %s", channel, since.offset, since.epoch, why)
-                if opts.latest_value:
-                    out.publications = latest if latest is not None else (await self._head(channel, stream, True)).publications
-        else:
-            res = await self._head(channel, stream, opts.latest_value)
-            out.position = res.position
-            if opts.latest_value:
-                out.publications = res.publications
-        if not ch.adopt(out.position.epoch, out.position.offset):
-            self._stream_broken(channel, ch, "stream reset (new epoch)")
-        return out
-
-    async def _head(self, channel: str, stream: Any, latest: bool) -> HistoryResult:
-        """The stream's position and, for a latest-value channel, its newest
-        publication: one history read."""
-        query = HistoryQuery(limit=1, reverse=True) if latest else HistoryQuery(limit=0)
-        return await self.broker.history(channel, query, stream)
-
     async def unsubscribe(self, sub: Subscriber, channel: str, info: ClientInfo | None = None) -> None:
         ch = self._channels.get(channel)
         if ch is None or sub not in ch.subs:
@@ -343,15 +250,7 @@ class Hub:
             await self._maybe_drop_channel(channel)
             return
         if opts.presence:
-            local = self._presence.get(channel)
-            if local is not None:
-                local.pop(sub.client_id, None)
-                if not local:
-                    del self._presence[channel]
-            try:
-                await self.presence_manager.remove(channel, sub.client_id)
-            except BackendUnavailable:
-                log.warning("presence remove failed for %s", channel)
+            await self._presence.remove(channel, sub.client_id)
         if opts.join_leave and info is not None and not self._closing:
             try:
                 await self.broker.publish_leave(channel, info)
@@ -420,34 +319,8 @@ class Hub:
             return
         for buf in ch.recovering.values():
             buf.append(pub)
-        subs = ch.subs
-        if not subs:
-            return
-        body = pub.to_dict()
-        conflate = channel if ch.opts.latest_value else None
-        cache: dict[Hashable, bytes] = {}
-        delivered = 0
-        ahead = ch.ahead
-        for sub in subs:
-            if ahead and sub in ahead and ch.skip(sub, pub.offset):
-                continue  # it read this one with its position
-            key = sub.wire_key
-            data = cache.get(key)
-            if data is None:
-                data = cache[key] = self._encode(sub, channel, "pub", body)
-            if data:
-                sub.write_wire(data, conflate)
-                delivered += 1
-        self.stats.deliveries += delivered
-
-    @staticmethod
-    def _encode(sub: Subscriber, channel: str, kind: str, body: dict[str, Any]) -> bytes:
-        """Encode for one wire format; a failure skips that format, not the others."""
-        try:
-            return sub.encode_push(channel, kind, body)
-        except Exception:
-            log.exception("cannot encode a %s push of %s for %r; skipping that format", kind, channel, sub.wire_key)
-            return b""
+        if ch.subs:
+            self.stats.deliveries += fanout.publication(ch, channel, pub)
 
     def _stream_broken(self, channel: str, ch: ChannelState, why: str) -> None:
         """Local subscribers may have missed publications: make them recover."""
@@ -456,29 +329,17 @@ class Hub:
         for sub in list(ch.subs):
             sub.disconnect(errors.INSUFFICIENT_STATE)
 
-    def _fan_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:
-        ch = self._channels.get(channel)
-        if ch is None:
-            return
-        body = {"info": info.to_dict()}
-        cache: dict[Hashable, bytes] = {}
-        for sub, wants in ch.subs.items():
-            if not wants or sub.client_id == info.client:
-                continue
-            key = sub.wire_key
-            data = cache.get(key)
-            if data is None:
-                data = cache[key] = self._encode(sub, channel, kind, body)
-            if data:
-                sub.write_wire(data)
-
     def on_join(self, channel: str, info: ClientInfo) -> None:
         self.stats.joins += 1
-        self._fan_join_leave(channel, "join", info)
+        ch = self._channels.get(channel)
+        if ch is not None:
+            fanout.join_leave(ch, channel, "join", info)
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
         self.stats.leaves += 1
-        self._fan_join_leave(channel, "leave", info)
+        ch = self._channels.get(channel)
+        if ch is not None:
+            fanout.join_leave(ch, channel, "leave", info)
 
     def on_control(self, data: bytes) -> None:
         try:
@@ -515,17 +376,7 @@ class Hub:
 
     def local_presence(self) -> dict[str, dict[str, ClientInfo]]:
         """What this node must keep refreshed in the presence backend."""
-        return self._presence
-
-    # ------------------------------------------------------------ disconnects
-    def disconnect_user(self, user: str, code: DisconnectCode, reason: str | None = None, client: str = "") -> int:
-        n = 0
-        for sub in self.user_connections(user):
-            if client and sub.client_id != client:
-                continue
-            sub.disconnect(code, reason)
-            n += 1
-        return n
+        return self._presence.entries()
 
     # ------------------------------------------------------------ nodes
     def nodes(self) -> list[NodeInfo]:
@@ -550,11 +401,7 @@ class Hub:
         while True:
             try:
                 await self.send_control("node", **self._self_info().to_dict())
-                for channel, entries in list(self._presence.items()):
-                    for client, info in list(entries.items()):
-                        if entries.get(client) is not info:
-                            continue  # left while earlier entries were refreshed: never re-add it
-                        await self.presence_manager.add(channel, info)
+                await self._presence.refresh()
             except BackendUnavailable:
                 log.debug("heartbeat skipped: backend unavailable")
             except Exception:
