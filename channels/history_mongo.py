@@ -11,6 +11,15 @@ Collections (see docs/HISTORY.md)::
 The promise: :meth:`append` and :meth:`write` return only once MongoDB
 acknowledged the publications, every call either returns or raises
 :class:`BackendUnavailable`, and a channel's offsets never get a hole.
+
+Every query on a hot path is backed by an index: ``_id`` for stream meta,
+and an equality on ``channel`` with a range or ``$in`` on ``offset`` for
+publications. This module holds the store and its offset counters; the
+connection and indexes are in :mod:`channels.history_mongo_conn`, reads in
+:mod:`channels.history_mongo_read`, the write path's duplicate checks, meta
+updates and trims in :mod:`channels.history_mongo_write`, write mode's epoch
+switches in :mod:`channels.history_mongo_epochs`, group commit in
+:mod:`channels.history_mongo_batch`.
 """
 
 from __future__ import annotations
@@ -19,21 +28,21 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-from collections import OrderedDict, deque
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from collections import deque
+from typing import Any, Sequence
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
-from pymongo.monitoring import TopologyDescriptionChangedEvent, TopologyListener
+from pymongo import DESCENDING, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.operations import DeleteMany
-from pymongo.write_concern import WriteConcern
 
 from channels import history_mongo_codec as codec
-from channels.errors import BackendUnavailable, UnrecoverablePosition
+from channels import history_mongo_read
+from channels.errors import BackendUnavailable
 from channels.history import new_epoch
 from channels.history_mongo_batch import Entry, GroupCommitter, Stream
+from channels.history_mongo_conn import MongoConnection, parse_write_concern
+from channels.history_mongo_epochs import RETIRED_EPOCHS, EpochFollower
+from channels.history_mongo_write import check_duplicates, meta_updates, trim_cuts, trim_step
 from channels.types import (
     HistoryQuery,
     HistoryResult,
@@ -42,48 +51,16 @@ from channels.types import (
     StreamPosition,
 )
 
+__all__ = ["META_FLUSH_SECONDS", "MongoHistoryStore", "parse_write_concern", "trim_step"]
+
 log = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
-INDEX_OPTIONS_CONFLICT = 85
-INDEX_KEY_SPECS_CONFLICT = 86
-_EPOCH_CACHE = 4096  # channels whose epoch write() remembers (bounded LRU)
-_RETIRED_EPOCHS = 16  # previous epochs a stream remembers, to skip their late writes
 _MAX_LOADS = 3  # stream (re)loads one append tries before giving up
 META_FLUSH_SECONDS = 1.0  # how long an append-mode stream top may lag in MongoDB
 
 
-def parse_write_concern(value: str) -> WriteConcern | None:
-    """'' = the driver's default; a number = that many nodes; else a mode or tag ('majority')."""
-    value = value.strip()
-    if not value:
-        return None
-    return WriteConcern(w=int(value) if value.isdigit() else value)
-
-
 def _index_key(e: Entry) -> tuple[str, int]:
     return e.channel, e.offset
-
-
-def trim_step(history_size: int) -> int:
-    """How far a channel's top moves between two trims (keeps deletes rare)."""
-    return max(16, history_size // 4)
-
-
-class _TopologyHealth(TopologyListener):
-    """Tells the store when the driver sees a writable server again, or none."""
-
-    def __init__(self, store: "MongoHistoryStore") -> None:
-        self._store = store
-
-    def opened(self, event: Any) -> None:
-        return None
-
-    def description_changed(self, event: TopologyDescriptionChangedEvent) -> None:
-        self._store._set_healthy(event.new_description.has_writable_server())
-
-    def closed(self, event: Any) -> None:
-        return None
 
 
 class MongoHistoryStore:
@@ -105,19 +82,13 @@ class MongoHistoryStore:
         timeout_ms: int = 3000,
         event_listeners: Sequence[Any] = (),
     ) -> None:
-        self._url = url
-        self._database = database
-        self._write_concern = parse_write_concern(write_concern)
-        self._timeout_ms = timeout_ms
-        self._listeners = list(event_listeners)
-        self._client: AsyncMongoClient[dict[str, Any]] | None = None
-        self._pubs: AsyncCollection[dict[str, Any]] | None = None
-        self._meta: AsyncCollection[dict[str, Any]] | None = None
-        self._indexed = False
-        self._healthy = False
+        self._conn = MongoConnection(
+            url, database=database, write_concern=write_concern, timeout_ms=timeout_ms,
+            event_listeners=event_listeners,
+        )
         self._streams: dict[str, Stream] = {}
         self._loading: dict[str, asyncio.Task[Stream]] = {}
-        self._epochs: OrderedDict[str, str] = OrderedDict()
+        self._epochs = EpochFollower(self._conn)
         self._trim_due: dict[str, int] = {}  # channel -> delete offsets <= this
         # append mode: channel -> entry with the highest offset acknowledged
         # but not yet in the channel's meta (written every META_FLUSH_SECONDS)
@@ -134,29 +105,16 @@ class MongoHistoryStore:
     # --- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        t = self._timeout_ms
-        self._client = AsyncMongoClient(
-            self._url,
-            serverSelectionTimeoutMS=t,
-            connectTimeoutMS=t,
-            socketTimeoutMS=max(2 * t, 2000),
-            heartbeatFrequencyMS=1000,
-            appname="squall-history",
-            tz_aware=True,
-            event_listeners=[_TopologyHealth(self), *self._listeners],
-        )
-        db = self._client.get_database(self._database, write_concern=self._write_concern)
-        self._pubs = db.get_collection("publications")
-        self._meta = db.get_collection("streams")
+        self._conn.open()
         self._committer.start()
         try:
-            await self._ensure_indexes()
+            await self._conn.ensure_indexes()
         except BackendUnavailable:
             # The server stays up; indexes are created before the first write.
-            log.warning("MongoDB at %s unreachable at start; will retry", self._url)
+            log.warning("MongoDB at %s unreachable at start; will retry", self._conn.url)
 
     async def close(self) -> None:
-        await self._committer.close(timeout=max(1.0, 2 * self._timeout_ms / 1000))
+        await self._committer.close(timeout=max(1.0, 2 * self._conn.timeout_ms / 1000))
         # Both may hold tops taken for a meta write; cancelled, they put them back.
         for task in (self._meta_task, self._trim_task):
             if task is not None:
@@ -168,13 +126,10 @@ class MongoHistoryStore:
             await self._flush_meta(exact=list(self._streams))
         except BackendUnavailable:
             log.warning("history stream tops not saved at close; the next start re-derives them")
-        client, self._client = self._client, None  # no health logs while closing
-        self._healthy = False
-        if client is not None:
-            await client.close()
+        await self._conn.close()
 
     def healthy(self) -> bool:
-        return self._healthy and self._client is not None
+        return self._conn.healthy()
 
     @property
     def batches(self) -> int:
@@ -189,58 +144,13 @@ class MongoHistoryStore:
     def write_seconds(self) -> float:
         return self._committer.write_seconds
 
-    def _set_healthy(self, ok: bool) -> None:
-        if ok != self._healthy and self._client is not None:
-            if ok:
-                log.info("MongoDB history store reachable")
-            else:
-                log.warning("MongoDB history store unreachable")
-        self._healthy = ok
-
-    @contextmanager
-    def _backend(self, what: str) -> Iterator[None]:
-        """Turn driver errors into a temporary client-facing error."""
-        try:
-            yield
-        except PyMongoError as e:
-            if isinstance(e, ConnectionFailure):
-                self._set_healthy(False)
-            log.debug("MongoDB %s failed: %s", what, e)
-            raise BackendUnavailable(f"history store unavailable ({what})") from e
-        self._set_healthy(True)
-
-    def _collections(self) -> tuple[AsyncCollection[dict[str, Any]], AsyncCollection[dict[str, Any]]]:
-        if self._pubs is None or self._meta is None:
-            raise BackendUnavailable("history store is not running")
-        return self._pubs, self._meta
-
-    async def _ensure_indexes(self) -> None:
-        if self._indexed:
-            return
-        pubs, meta = self._collections()
-        with self._backend("create indexes"):
-            await pubs.create_index([("channel", ASCENDING), ("offset", ASCENDING)], unique=True)
-            for coll in (pubs, meta):
-                await self._ttl_index(coll)
-        self._indexed = True
-
-    @staticmethod
-    async def _ttl_index(coll: AsyncCollection[dict[str, Any]]) -> None:
-        """Sparse, so publications kept forever cost no TTL index entry."""
-        try:
-            await coll.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0, sparse=True)
-        except OperationFailure as e:
-            if e.code not in (INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT):
-                raise
-            log.warning("%s: keeping the existing expire_at index (%s)", coll.name, e)
-
     # --- stream meta -------------------------------------------------------
 
     async def _open_meta(self, channel: str) -> dict[str, Any]:
         """The channel's meta; created (epoch, top) from its publications if missing."""
-        await self._ensure_indexes()
-        pubs, meta = self._collections()
-        with self._backend("read stream"):
+        await self._conn.ensure_indexes()
+        pubs, meta = self._conn.collections()
+        with self._conn.backend("read stream"):
             doc = await meta.find_one({"_id": channel})
             if doc is not None:
                 return doc
@@ -271,19 +181,16 @@ class MongoHistoryStore:
         """
         doc = await self._open_meta(channel)
         epoch, top = str(doc["epoch"]), int(doc.get("top", 0))
-        pubs, meta = self._collections()
-        with self._backend("load stream"):
-            latest = await pubs.find_one(
-                {"channel": channel, "epoch": epoch}, sort=[("offset", DESCENDING)], projection={"offset": 1}
-            )
-            stored = int(latest["offset"]) if latest is not None else 0
+        pubs, meta = self._conn.collections()
+        with self._conn.backend("load stream"):
+            stored = await history_mongo_read.newest_offset(pubs, channel, epoch, doc.get("retired", []))
             update: dict[str, Any] = {"$set": {"lazy": True}}
             if doc.get("lazy") and stored < top:
                 old, epoch = epoch, new_epoch()
                 log.warning("history of %s: newest publications expired after an unclean stop; epoch %s -> %s",
                             channel, old, epoch)
                 update["$set"]["epoch"] = epoch
-                update["$push"] = {"retired": {"$each": [old], "$slice": -_RETIRED_EPOCHS}}
+                update["$push"] = {"retired": {"$each": [old], "$slice": -RETIRED_EPOCHS}}
             elif stored > top:
                 top = stored
                 update["$max"] = {"top": top}
@@ -344,7 +251,7 @@ class MongoHistoryStore:
         if not pubs:
             return
         bodies = [codec.body(p) for p in pubs]
-        if not await self._follow_epoch(channel, pubs[-1].epoch, min(p.offset for p in pubs)):
+        if not await self._epochs.follow(channel, pubs[-1].epoch, min(p.offset for p in pubs)):
             return
         now = dt.datetime.now(dt.timezone.utc)
         loop = asyncio.get_running_loop()
@@ -363,57 +270,20 @@ class MongoHistoryStore:
             futs.append(self._committer.submit(entry))
         await asyncio.gather(*futs)
 
-    async def _follow_epoch(self, channel: str, epoch: str, first: int) -> bool:
-        """Track upstream's epoch; False when ``epoch`` is a retired one (skip it).
-
-        A new epoch whose offsets continue above the stored top (the Redis
-        broker continues from :meth:`position`) keeps the older publications:
-        they stay readable, nothing acknowledged is lost. A new epoch whose
-        offsets restart at or below the top cannot share the unique index with
-        the old stream, which is then dropped. Late writes of a retired epoch
-        (a claimer persisting an entry after the switch) are skipped.
-        """
-        if self._epochs.get(channel) == epoch:
-            self._epochs.move_to_end(channel)
-            return True
-        await self._ensure_indexes()
-        pubs, meta = self._collections()
-        with self._backend("switch epoch"):
-            doc = await meta.find_one({"_id": channel}, projection={"epoch": 1, "top": 1, "retired": 1})
-            if doc is not None and doc.get("epoch") != epoch:
-                if epoch in doc.get("retired", []):
-                    log.warning("history of %s: skipping writes of retired epoch %s", channel, epoch)
-                    return False
-                update: dict[str, Any] = {
-                    "$set": {"epoch": epoch},
-                    "$push": {"retired": {"$each": [doc.get("epoch")], "$slice": -_RETIRED_EPOCHS}},
-                }
-                if first <= int(doc.get("top", 0)):
-                    log.warning("history of %s: epoch %s restarts offsets; old stream dropped", channel, epoch)
-                    await pubs.delete_many({"channel": channel, "epoch": {"$ne": epoch}})
-                    update["$set"]["top"] = 0
-                else:
-                    log.info("history of %s: epoch %s -> %s", channel, doc.get("epoch"), epoch)
-                await meta.update_one({"_id": channel, "epoch": doc.get("epoch")}, update)
-        self._epochs[channel] = epoch
-        if len(self._epochs) > _EPOCH_CACHE:
-            self._epochs.popitem(last=False)
-        return True
-
     async def _write_batch(self, batch: list[Entry]) -> None:
         """One insert_many for the batch, then one meta update per channel."""
-        pubs, meta = self._collections()
+        pubs, meta = self._conn.collections()
         # Key order makes the unique index's inserts local (much faster on
         # some servers); offsets stay ascending within each channel.
         ordered = sorted(batch, key=_index_key)
-        with self._backend("write"):
+        with self._conn.backend("write"):
             try:
                 await pubs.insert_many([e.doc for e in ordered], ordered=False)
             except BulkWriteError as err:
-                await self._check_duplicates(ordered, err)
+                await check_duplicates(pubs, ordered, err)
             written = [e for e in batch if e.stream is None]
             if written:  # write mode: other nodes read this meta, keep it exact
-                await meta.bulk_write(self._meta_updates(written), ordered=False)
+                await meta.bulk_write(meta_updates(written), ordered=False)
         due = self._meta_due
         for e in batch:
             if e.stream is not None:
@@ -425,59 +295,6 @@ class MongoHistoryStore:
         if due and (self._meta_task is None or self._meta_task.done()):
             self._meta_task = asyncio.get_running_loop().create_task(self._meta_flusher())
         self._schedule_trims(batch)
-
-    async def _check_duplicates(self, batch: list[Entry], err: BulkWriteError) -> None:
-        """Duplicates are success only when they are the same publication.
-
-        A retried insert finds our own document (same _id); write() finds the
-        same (channel, offset, epoch). Anything else is a conflict, never a
-        silent drop.
-        """
-        details = err.details
-        errors = details.get("writeErrors", [])
-        if details.get("writeConcernErrors") or any(w.get("code") != DUPLICATE_KEY for w in errors):
-            raise err
-        dups = [batch[w["index"]] for w in errors]
-        pubs, _ = self._collections()
-        found = {
-            (d["channel"], d["offset"]): d
-            async for d in pubs.find(
-                {"$or": [{"channel": e.channel, "offset": e.offset} for e in dups]},
-                projection={"channel": 1, "offset": 1, "epoch": 1},
-            )
-        }
-        for e in dups:
-            d = found.get((e.channel, e.offset))
-            same = d is not None and (d["_id"] == e.doc["_id"] if e.stream is not None else d.get("epoch") == e.epoch)
-            if not same:
-                log.error("history offset conflict in %s at %d", e.channel, e.offset)
-                raise BackendUnavailable("history offset conflict")
-
-    @staticmethod
-    def _meta_updates(batch: list[Entry]) -> list[UpdateOne]:
-        tops: dict[str, Entry] = {}
-        written_epoch: dict[str, str] = {}
-        for e in batch:
-            top = tops.get(e.channel)
-            if top is None or e.offset > top.offset:
-                tops[e.channel] = e
-            if e.stream is None:
-                written_epoch[e.channel] = e.epoch
-        now = dt.datetime.now(dt.timezone.utc)
-        ops = []
-        for channel, e in tops.items():
-            update: dict[str, Any] = {"$max": {"top": e.offset}}
-            sets: dict[str, Any] = {}
-            if channel in written_epoch:
-                sets["epoch"] = written_epoch[channel]
-            else:
-                update["$setOnInsert"] = {"epoch": e.epoch}
-            if e.meta_ttl > 0:
-                sets["expire_at"] = now + dt.timedelta(seconds=e.meta_ttl)
-            if sets:
-                update["$set"] = sets
-            ops.append(UpdateOne({"_id": channel}, update, upsert=True))
-        return ops
 
     def _on_batch_failure(self, batch: list[Entry], queue: deque[Entry]) -> list[Entry]:
         """Fail the queued appends above the failed ones and forget their counters.
@@ -512,14 +329,14 @@ class MongoHistoryStore:
         """One bulk ``$max: {top}`` for the channels due; ``exact`` channels are
         also marked no longer lazy (only at close, when nothing is in flight)."""
         due, self._meta_due = self._meta_due, {}
-        ops = self._meta_updates(list(due.values()))
+        ops = meta_updates(list(due.values()))
         ops += [UpdateOne({"_id": ch}, {"$set": {"lazy": False}}) for ch in exact]
         if not ops:
             return
-        _, meta = self._collections()
+        _, meta = self._conn.collections()
         written = False
         try:
-            with self._backend("stream meta"):
+            with self._conn.backend("stream meta"):
                 await meta.bulk_write(ops, ordered=False)
             written = True
         finally:
@@ -532,22 +349,14 @@ class MongoHistoryStore:
     # --- trimming ----------------------------------------------------------
 
     def _schedule_trims(self, batch: list[Entry]) -> None:
-        span: dict[str, tuple[int, int, int]] = {}
-        for e in batch:
-            if e.history_size <= 0:
-                continue
-            lo, hi, _ = span.get(e.channel, (e.offset, e.offset, 0))
-            span[e.channel] = (min(lo, e.offset), max(hi, e.offset), e.history_size)
-        for channel, (lo, hi, size) in span.items():
-            step = trim_step(size)
-            if (lo - 1) // step != hi // step and hi > size:
-                self._trim_due[channel] = max(self._trim_due.get(channel, 0), hi - size)
+        for channel, cut in trim_cuts(batch).items():
+            self._trim_due[channel] = max(self._trim_due.get(channel, 0), cut)
         if self._trim_due and (self._trim_task is None or self._trim_task.done()):
             self._trim_task = asyncio.get_running_loop().create_task(self._trim())
 
     async def _trim(self) -> None:
         """Delete what fell out of history_size; reads never depend on it."""
-        pubs, _ = self._collections()
+        pubs, _ = self._conn.collections()
         while self._trim_due:
             try:
                 await self._flush_meta()  # the meta's top first: trimming never takes the only record of it
@@ -574,62 +383,13 @@ class MongoHistoryStore:
         return StreamPosition(int(doc.get("top", 0)), str(doc["epoch"]))
 
     async def read(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:
-        """Centrifugo's semantics (as channels.history_memory.select), on index ranges.
-
-        Offsets are contiguous below the top, so the wanted window is an
-        offset range and no query reads more than ``limit`` documents unless
-        expired or trimmed entries left a gap at the bottom. Publications of an
-        earlier epoch whose offsets the new one continued stay readable.
-        """
+        """Centrifugo's semantics on (channel, offset) index ranges (channels.history_mongo_read)."""
         top = await self.position(channel)
-        since = query.since
-        if since is not None and since.epoch and since.epoch != top.epoch:
-            raise UnrecoverablePosition()
-        if query.limit == 0:
-            return HistoryResult(publications=[], position=top)
-        floor = top.offset - opts.history_size if opts.history_size > 0 else 0
-        limit = query.limit
-        if query.reverse:
-            # Backward iteration: the page below ``since`` (Centrifugo's semantics).
-            upto = min(top.offset, since.offset - 1) if since is not None else top.offset
-            lo = max(floor, 0)
-            if lo >= upto:
-                return HistoryResult(publications=[], position=top)
-            first = lo if limit < 0 else max(lo, upto - limit)
-            docs = await self._find(channel, first, upto, DESCENDING, limit)
-            if limit > 0 and len(docs) < limit and first > lo:
-                docs = await self._find(channel, lo, upto, DESCENDING, limit)
-            return HistoryResult(publications=[codec.publication(d) for d in docs], position=top)
-        after = since.offset if since is not None else 0
-        lo = max(after, floor, 0)
-        if lo >= top.offset:
-            return HistoryResult(publications=[], position=top)
-        last = top.offset if limit < 0 else min(top.offset, lo + limit)
-        docs = await self._find(channel, lo, last, ASCENDING, limit)
-        if limit > 0 and len(docs) < limit and last < top.offset:
-            docs = await self._find(channel, lo, top.offset, ASCENDING, limit)
-        return HistoryResult(publications=[codec.publication(d) for d in docs], position=top)
-
-    async def _find(
-        self, channel: str, after: int, upto: int, direction: int, limit: int
-    ) -> list[dict[str, Any]]:
-        pubs, _ = self._collections()
-        now = dt.datetime.now(dt.timezone.utc)
-        flt = {
-            "channel": channel,
-            "offset": {"$gt": after, "$lte": upto},
-            # The TTL monitor runs about once a minute; expired is gone now.
-            "$or": [{"expire_at": None}, {"expire_at": {"$gt": now}}],
-        }
-        with self._backend("read"):
-            cursor = pubs.find(flt, projection={"_id": 0, "channel": 0, "expire_at": 0}).sort("offset", direction)
-            if limit > 0:
-                cursor = cursor.limit(limit)
-            return await cursor.to_list()
+        return await history_mongo_read.read(self._conn, channel, top, query, opts)
 
     async def remove(self, channel: str) -> None:
         """Drop the channel's publications; its position and epoch stay."""
-        await self._ensure_indexes()
-        pubs, _ = self._collections()
-        with self._backend("remove"):
+        await self._conn.ensure_indexes()
+        pubs, _ = self._conn.collections()
+        with self._conn.backend("remove"):
             await pubs.delete_many({"channel": channel})
