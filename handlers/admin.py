@@ -111,7 +111,7 @@ class _AdminAPI(_AdminBase):
     def channel_arg(self, value: Any) -> str:
         channel = value if isinstance(value, str) else ""
         try:
-            self.ctx.hub.namespaces.lookup(channel)
+            self.ctx.channel_options(channel)
         except SquallError as e:
             raise tornado.web.HTTPError(400, reason=f"{channel!r}: {e.message}") from None
         return channel
@@ -178,7 +178,7 @@ class StatsHandler(_AdminAPI):
 class PresenceHandler(_AdminAPI):
     async def get(self) -> None:
         channel = self.channel_arg(self.get_query_argument("channel", ""))
-        if not self.ctx.hub.namespaces.lookup(channel).presence:
+        if not self.ctx.channel_options(channel).presence:
             raise tornado.web.HTTPError(400, reason="presence is not enabled for this channel")
         try:
             clients = await self.ctx.hub.presence(channel)
@@ -274,7 +274,7 @@ class InspectHandler(_AdminAPI):
     async def get(self) -> None:
         hub = self.ctx.hub
         channel = self.channel_arg(self.get_query_argument("channel", ""))
-        opts = hub.namespaces.lookup(channel)
+        opts = self.ctx.channel_options(channel)
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer the stream
         sub = self.sub = _InspectorSub(self)
@@ -306,7 +306,7 @@ class InspectHandler(_AdminAPI):
 
 def admin_routes(ctx: Context, static_dir: Path) -> list[Any]:
     """The /admin page and API; every handler 404s when admin_password is empty."""
-    s = ctx.settings
+    s = ctx.options
     auth = AdminAuth(s.admin_password, s.admin_secret)
     deps = {"ctx": ctx, "auth": auth}
     return [

@@ -46,11 +46,11 @@ class ApiHandler(tornado.web.RequestHandler):
         self.api = api
 
     def _enabled(self) -> bool:
-        s = self.ctx.settings
+        s = self.ctx.options
         return bool(s.api_key) or s.api_insecure
 
     def _authorized(self) -> bool:
-        s = self.ctx.settings
+        s = self.ctx.options
         if not s.api_key:
             return s.api_insecure
         given = presented_key(self.request.headers).encode()

@@ -22,7 +22,7 @@ from channels import errors
 from channels.errors import SquallError
 from channels.namespaces import NamespaceOptions
 from handlers.context import Context
-from handlers.session import parse_history_query
+from handlers.requests import ChannelRequest, HistoryRequest, channel_param
 
 Params = dict[str, Any]
 Method = Callable[[Params], Awaitable[dict[str, Any]]]
@@ -116,11 +116,11 @@ class ServerApi:
 
     # ------------------------------------------------------------ helpers
     def _lookup(self, channel: str) -> NamespaceOptions:
-        return self.ctx.hub.namespaces.lookup(channel)
+        return self.ctx.channel_options(channel)
 
     # ------------------------------------------------------------ publishing
     async def publish(self, params: Params) -> dict[str, Any]:
-        channel = _str(params, "channel")
+        channel = channel_param(params)
         opts = self._lookup(channel)
         data = _data(params)
         tags = _tags(params)
@@ -171,7 +171,7 @@ class ServerApi:
     async def _membership(self, op: str, params: Params) -> dict[str, Any]:
         """Subscribe or unsubscribe a user's (or one client's) connections on every node."""
         user = _str(params, "user", required=False)
-        channel = _str(params, "channel")
+        channel = channel_param(params)
         self._lookup(channel)
         client = _str(params, "client", required=False)
         await self.ctx.hub.send_control(op, user=user, client=client, channel=channel)
@@ -219,28 +219,26 @@ class ServerApi:
 
     # ------------------------------------------------------------ reads
     async def presence(self, params: Params) -> dict[str, Any]:
-        channel = _str(params, "channel")
+        channel = ChannelRequest.parse(params).channel
         if not self._lookup(channel).presence:
             raise errors.NotAvailable()
         entries = await self.ctx.hub.presence(channel)
         return {"presence": {cid: info.to_dict() for cid, info in entries.items()}}
 
     async def presence_stats(self, params: Params) -> dict[str, Any]:
-        channel = _str(params, "channel")
+        channel = ChannelRequest.parse(params).channel
         if not self._lookup(channel).presence:
             raise errors.NotAvailable()
         clients, users = await self.ctx.hub.presence_stats(channel)
         return {"num_clients": clients, "num_users": users}
 
     async def history(self, params: Params) -> dict[str, Any]:
-        channel = _str(params, "channel")
-        opts = self._lookup(channel)
+        # cent sends unset fields as null: absent, as on the client protocol
+        req = HistoryRequest.parse({k: v for k, v in params.items() if v is not None})
+        opts = self._lookup(req.channel)
         if not opts.stream.enabled:
             raise errors.NotAvailable()
-        query = parse_history_query(
-            {k: v for k, v in params.items() if v is not None}, self.ctx.settings.history_max_limit
-        )
-        res = await self.ctx.hub.history(channel, query, opts)
+        res = await self.ctx.hub.history(req.channel, req.query(self.ctx.options.history_max_limit), opts)
         return {
             "publications": [p.to_dict() for p in res.publications],
             "offset": res.position.offset,
@@ -248,7 +246,7 @@ class ServerApi:
         }
 
     async def history_remove(self, params: Params) -> dict[str, Any]:
-        channel = _str(params, "channel")
+        channel = ChannelRequest.parse(params).channel
         if not self._lookup(channel).stream.enabled:
             raise errors.NotAvailable()
         await self.ctx.hub.remove_history(channel)

@@ -4,23 +4,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from channels.hub import Hub
+from channels.namespaces import NamespaceOptions
 from handlers.auth import TokenVerifier
 from handlers.flusher import Flusher
 from handlers.hooks import Hooks
 from handlers.limits import ConnectionLimiter
 from handlers.observer import NullObserver, Observer
+from handlers.options import HandlerOptions
 from handlers.pinger import Pinger
-from server.settings import Settings
 
 VERSION = "squall 0.1.0"
 
 
 @dataclass(frozen=True, eq=False)
 class Context:
-    settings: Settings
+    options: HandlerOptions
     hub: Hub
+    # channel -> its namespace's options; raises UnknownChannel (the hub's namespaces)
+    channel_options: Callable[[str], NamespaceOptions]
     verifier: TokenVerifier
     hooks: Hooks
     pinger: Pinger

@@ -1,56 +1,68 @@
 """Node-to-node control ops that act on local connections.
 
 The server API (or any node) sends ``hub.send_control(op, ...)``; every node,
-this one included, runs the handler below for its own connections.
+this one included, runs the handler below for its own connections. They act
+on a connection through :class:`Controllable`, what every client session
+offers; the hub's clients are only ever sessions (``ClientSession`` is the one
+caller of ``Hub.add_client``), so no type is checked here.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Awaitable, Protocol, cast
 
 from channels import errors
 from channels.errors import DisconnectCode
-from handlers.context import Context
-from handlers.session import ClientSession
+from channels.hub import Hub
 
 log = logging.getLogger("squall.control")
 
 
-def _sessions(ctx: Context, msg: dict[str, Any]) -> list[ClientSession]:
+class Controllable(Protocol):
+    """The server side's handle on one client connection."""
+
+    client_id: str
+
+    def disconnect(self, code: DisconnectCode, reason: str | None = None) -> None: ...
+
+    def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> Awaitable[None]: ...
+
+    def server_side_subscribe(self, channel: str) -> Awaitable[None]: ...
+
+    def server_side_unsubscribe(self, channel: str) -> Awaitable[None]: ...
+
+
+def _sessions(hub: Hub, msg: dict[str, Any]) -> list[Controllable]:
     user = str(msg.get("user", ""))
     client = str(msg.get("client", ""))
-    out = []
-    for s in ctx.hub.user_connections(user):
-        if isinstance(s, ClientSession) and (not client or s.client_id == client):
-            out.append(s)
-    return out
+    return [
+        cast(Controllable, s) for s in hub.user_connections(user) if not client or s.client_id == client
+    ]
 
 
-def register_controls(ctx: Context) -> None:
-    hub = ctx.hub
-
+def register_controls(hub: Hub) -> None:
     def disconnect(msg: dict[str, Any]) -> None:
         code = int(msg.get("code", errors.FORCE_NO_RECONNECT.code))
         reason = str(msg.get("reason", "")) or errors.FORCE_NO_RECONNECT.reason
         keep = set(msg.get("whitelist") or ())
-        for s in _sessions(ctx, msg):
+        for s in _sessions(hub, msg):
             if s.client_id not in keep:
                 s.disconnect(DisconnectCode(code, reason), reason)
 
     def refresh(msg: dict[str, Any]) -> None:
         expire_at = int(msg.get("expire_at", 0))
-        for s in _sessions(ctx, msg):
+        for s in _sessions(hub, msg):
             hub.spawn(_guard(s.server_side_refresh(expire_at, msg.get("info")), "refresh", s.client_id))
 
     def subscribe(msg: dict[str, Any]) -> None:
         channel = str(msg.get("channel", ""))
-        for s in _sessions(ctx, msg):
+        for s in _sessions(hub, msg):
             hub.spawn(_guard(s.server_side_subscribe(channel), "subscribe", channel))
 
     def unsubscribe(msg: dict[str, Any]) -> None:
         channel = str(msg.get("channel", ""))
-        for s in _sessions(ctx, msg):
+        for s in _sessions(hub, msg):
             hub.spawn(_guard(s.server_side_unsubscribe(channel), "unsubscribe", channel))
 
     hub.register_control("disconnect", disconnect)
@@ -59,7 +71,7 @@ def register_controls(ctx: Context) -> None:
     hub.register_control("unsubscribe", unsubscribe)
 
 
-async def _guard(coro: Any, op: str, channel: str) -> None:
+async def _guard(coro: Awaitable[None], op: str, channel: str) -> None:
     try:
         await coro
     except errors.SquallError as e:

@@ -117,7 +117,7 @@ class FrontDoor(HTTPServer):
         except (HTTPInputError, ValueError):
             return False
         ctx = self.ctx
-        host, allowed = headers.get("Host", ""), ctx.settings.allowed_origins
+        host, allowed = headers.get("Host", ""), ctx.options.allowed_origins
         if upgrade_refusal(headers, lambda origin: origin_allowed(origin, host, allowed)) is not None:
             return False
         if not ctx.limiter.admit_socket():

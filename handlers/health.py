@@ -17,7 +17,7 @@ from handlers.context import Context
 
 def readiness_problems(ctx: Context, history_healthy: Callable[[], bool]) -> list[str]:
     """Why this node cannot serve clients now; empty when it can."""
-    s = ctx.settings
+    s = ctx.options
     hub = ctx.hub
     reasons = []
     if ctx.limiter.closing:

@@ -1,4 +1,4 @@
-"""The outbound queue both WebSocket wires share: coalescing, conflation, the byte bound.
+"""The outbound queue every transport's wire shares (WebSocket, SSE, HTTP stream): coalescing, conflation, the byte bound.
 
 Frames for one connection wait here until the :class:`~handlers.flusher.Flusher`
 runs (one write per connection per loop turn). While the socket is backed up

@@ -20,21 +20,8 @@ import msgpack
 import orjson
 
 from channels import errors
+from handlers.commands import METHODS  # the command table is the one list of methods
 
-METHODS = (
-    "connect",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "presence",
-    "presence_stats",
-    "history",
-    "ping",
-    "send",
-    "rpc",
-    "refresh",
-    "sub_refresh",
-)
 _METHOD_SET = frozenset(METHODS)
 MAX_ID = 2**32 - 1
 MAX_COMMANDS_PER_FRAME = 100

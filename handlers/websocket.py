@@ -30,7 +30,7 @@ from handlers.protocol import Codec, codec_for
 from handlers.session import ClientSession
 from handlers.ws_conn import WSConnection
 from handlers.ws_handshake import Refusal, switching_protocols, upgrade_refusal
-from handlers.ws_queue import OutQueue
+from handlers.out_queue import OutQueue
 
 log = logging.getLogger("squall.ws")
 
@@ -48,7 +48,7 @@ class WSWire(OutQueue):
     __slots__ = ("codec", "key", "_handler", "_stream")
 
     def __init__(self, handler: "WebSocketHandler", stream: IOStream, codec: Codec, ctx: Context) -> None:
-        super().__init__(ctx.flusher, ctx.settings.client_queue_max_size)
+        super().__init__(ctx.flusher, ctx.options.client_queue_max_size)
         self.codec = codec
         self.key: Hashable = sys.intern(f"ws-deflate:{codec.name}")
         self._handler = handler
@@ -108,13 +108,13 @@ class WebSocketHandler(_TornadoWS):
         self.wire: WSWire | None = None
 
     def check_origin(self, origin: str) -> bool:
-        ok = origin_allowed(origin, self.request.host, self.ctx.settings.allowed_origins)
+        ok = origin_allowed(origin, self.request.host, self.ctx.options.allowed_origins)
         if not ok:
             log.info("refused origin %s (host %s)", origin, self.request.host)
         return ok
 
     def get_compression_options(self) -> dict[str, Any] | None:
-        return {} if self.ctx.settings.websocket_compression else None
+        return {} if self.ctx.options.websocket_compression else None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if not self.ctx.limiter.admit_socket():
@@ -123,7 +123,7 @@ class WebSocketHandler(_TornadoWS):
             self._refuse(Refusal(503, "too many new connections", (("Retry-After", str(self.ctx.limiter.retry_after())),)))
             return
         stream = getattr(self.request.connection, "stream", None)
-        if self.ctx.settings.websocket_compression or type(stream) is not IOStream:
+        if self.ctx.options.websocket_compression or type(stream) is not IOStream:
             await super().get(*args, **kwargs)  # deflate, or TLS served by Tornado itself
             return
         await self._take_over()
@@ -195,7 +195,7 @@ def lean_connection(ctx: Context, key: str, fmt: str, remote_ip: str, early: byt
     :mod:`handlers.front_door`'s): it answers 101 and opens the session when
     the loop gives it the socket; an unknown ``format`` closes it with 3501
     right after the 101, as the stock path does."""
-    s = ctx.settings
+    s = ctx.options
     bad_format = fmt not in ("json", "msgpack")
     conn = WSConnection(codec_for("json" if bad_format else fmt), ctx.flusher, s.client_queue_max_size, s.max_message_size)
     response = switching_protocols(key)

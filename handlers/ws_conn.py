@@ -25,7 +25,7 @@ from handlers import wsframe
 from handlers.flusher import Flusher
 from handlers.protocol import Codec
 from handlers.session import ClientSession
-from handlers.ws_queue import OutQueue
+from handlers.out_queue import OutQueue
 
 log = logging.getLogger("squall.ws")
 

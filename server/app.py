@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from handlers.flusher import Flusher
 from handlers.hooks import Hooks, load_hooks
 from handlers.limits import ConnectionLimiter
 from handlers.metrics import Metrics
+from handlers.options import HandlerOptions
 from handlers.pinger import Pinger
 from server.backends import Backends, build_backends
 from server.routes import routes
@@ -50,6 +51,11 @@ class Squall:
         await self.backends.history.close()
 
 
+def handler_options(settings: Settings) -> HandlerOptions:
+    """The options handlers read, by the same names as in Settings."""
+    return HandlerOptions(**{f.name: getattr(settings, f.name) for f in fields(HandlerOptions)})
+
+
 def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
     node_id = uuid.uuid4().hex
     backends = build_backends(settings, node_id)
@@ -64,8 +70,9 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
     )
     metrics = Metrics(hub, backends.history)
     ctx = Context(
-        settings=settings,
+        options=handler_options(settings),
         hub=hub,
+        channel_options=hub.namespaces.lookup,
         verifier=TokenVerifier(
             settings.token_hmac_secret_key,
             settings.token_rsa_public_key,
@@ -90,6 +97,6 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         "static_path": str(STATIC_DIR),
         "compress_response": False,
     }
-    register_controls(ctx)
+    register_controls(hub)
     app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR), **app_settings)
     return Squall(settings, ctx, backends, app, metrics)

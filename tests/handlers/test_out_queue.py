@@ -8,7 +8,7 @@ import pytest
 
 from channels import errors
 from handlers.flusher import Flusher
-from handlers.ws_queue import OutQueue
+from handlers.out_queue import OutQueue
 
 
 class Sink(OutQueue):

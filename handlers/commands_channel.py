@@ -1,0 +1,192 @@
+"""The channel commands: subscribe, unsubscribe, publish, presence, presence
+stats, history, sub_refresh; and joining a channel, which the connect command
+and the server API's subscribe share with subscribe.
+
+Each command is one function of the session and its parsed request (see
+:mod:`handlers.commands` for the table). Permissions are
+:mod:`handlers.permissions`'s; tokens are checked by :mod:`handlers.tokens`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from channels import errors
+from channels.namespaces import NamespaceOptions
+from channels.types import Publication
+from handlers.expiry import already_expired, ttl_fields
+from handlers.permissions import Action, check
+from handlers.reply import Reply, Result
+from handlers.requests import (
+    ChannelRequest,
+    HistoryRequest,
+    PublishRequest,
+    StreamRequest,
+    SubRefreshRequest,
+    SubscribeRequest,
+)
+from handlers.tokens import subscription_claims
+
+if TYPE_CHECKING:
+    from handlers.session import ClientSession
+
+log = logging.getLogger("squall.client")
+
+FLAG_REJECT_UNRECOVERED = 2
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One channel a session is subscribed to."""
+
+    opts: NamespaceOptions
+    server_side: bool = False
+    expire_at: int = 0  # the subscription token's expiry; 0 = none
+
+
+def allowed(s: ClientSession, action: Action, channel: str, opts: NamespaceOptions) -> None:
+    check(action, channel, opts, s.user, channel in s.subs)
+
+
+async def join(
+    s: ClientSession,
+    channel: str,
+    opts: NamespaceOptions,
+    stream: StreamRequest,
+    *,
+    server_side: bool = False,
+    expire_at: int = 0,
+) -> tuple[dict[str, Any], list[Publication]]:
+    """Subscribe ``s`` in the hub: the reply's stream fields, and the
+    publications to push right after the reply."""
+    hub = s.ctx.hub
+    s.subs[channel] = Subscription(opts, server_side=server_side, expire_at=expire_at)
+    try:
+        out = await hub.subscribe(
+            s,
+            channel,
+            opts,
+            s.info,
+            recover=stream.since is not None,
+            since=stream.since,
+            join_leave=stream.join_leave or server_side,
+            recoverable=stream.recoverable,
+        )
+    except BaseException:
+        s.subs.pop(channel, None)
+        raise
+    if s.closed:
+        # the connection went away while subscribing: undo
+        s.subs.pop(channel, None)
+        await hub.unsubscribe(s, channel, None)
+        return {}, []
+    if out.was_recovering and not out.recovered and stream.flag & FLAG_REJECT_UNRECOVERED:
+        s.subs.pop(channel, None)
+        await hub.unsubscribe(s, channel, None)
+        raise errors.UnrecoverablePosition()
+    result: dict[str, Any] = {}
+    if opts.stream.enabled:
+        result["epoch"] = out.position.epoch
+        result["offset"] = out.position.offset
+        if out.recoverable:
+            result["recoverable"] = True
+        if opts.force_positioning or stream.positioned:
+            result["positioned"] = True
+    if out.was_recovering:
+        result["was_recovering"] = True
+        result["recovered"] = out.recovered
+    if out.publications:
+        result["publications"] = [p.to_dict() for p in out.publications]
+    result.update(ttl_fields(expire_at, time.time()))
+    return result, out.pending
+
+
+async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
+    ctx = s.ctx
+    channel = req.channel
+    opts = ctx.channel_options(channel)
+    if channel in s.subs:
+        raise errors.AlreadySubscribed()
+    if len(s.subs) >= ctx.options.client_channel_limit:
+        raise errors.LimitExceeded("channel limit")
+    expire_at = 0
+    if req.token:
+        expire_at = subscription_claims(ctx.verifier, req.token, channel, s.user, s.client_id).expire_at
+        if already_expired(expire_at, time.time()):
+            raise errors.TokenExpired()
+    else:
+        allowed(s, Action.SUBSCRIBE, channel, opts)
+    if ctx.hooks.on_subscribe is not None:
+        await ctx.hooks.on_subscribe(s.info, channel)
+    result, pending = await join(s, channel, opts, req.stream, expire_at=expire_at)
+    after = [s.encode_push(channel, "pub", p.to_dict()) for p in pending]
+    if expire_at:
+        s.watch_subscriptions()
+    return Reply(result, after)
+
+
+async def unsubscribe(s: ClientSession, req: ChannelRequest) -> Result:
+    if s.subs.pop(req.channel, None) is not None:
+        await s.ctx.hub.unsubscribe(s, req.channel, s.info)
+    return {}
+
+
+async def publish(s: ClientSession, req: PublishRequest) -> Result:
+    ctx = s.ctx
+    channel = req.channel
+    opts = ctx.channel_options(channel)
+    allowed(s, Action.PUBLISH, channel, opts)
+    data = req.data
+    s.accept_data(data)
+    if ctx.hooks.on_publish is not None:
+        data = await ctx.hooks.on_publish(s.info, channel, data)
+    await ctx.hub.publish(channel, data, info=s.info, opts=opts)
+    return {}
+
+
+def _presence_allowed(s: ClientSession, channel: str) -> None:
+    opts = s.ctx.channel_options(channel)
+    if not opts.presence:
+        raise errors.NotAvailable()
+    allowed(s, Action.PRESENCE, channel, opts)
+
+
+async def presence(s: ClientSession, req: ChannelRequest) -> Result:
+    _presence_allowed(s, req.channel)
+    entries = await s.ctx.hub.presence(req.channel)
+    if len(entries) > s.ctx.options.presence_max_clients:
+        raise errors.LimitExceeded("presence too large; use presence_stats")
+    return {"presence": {cid: i.to_dict() for cid, i in entries.items()}}
+
+
+async def presence_stats(s: ClientSession, req: ChannelRequest) -> Result:
+    _presence_allowed(s, req.channel)
+    clients, users = await s.ctx.hub.presence_stats(req.channel)
+    return {"num_clients": clients, "num_users": users}
+
+
+async def history(s: ClientSession, req: HistoryRequest) -> Result:
+    ctx = s.ctx
+    opts = ctx.channel_options(req.channel)
+    if not opts.stream.enabled:
+        raise errors.NotAvailable()
+    allowed(s, Action.HISTORY, req.channel, opts)
+    res = await ctx.hub.history(req.channel, req.query(ctx.options.history_max_limit), opts)
+    return {
+        "publications": [p.to_dict() for p in res.publications],
+        "epoch": res.position.epoch,
+        "offset": res.position.offset,
+    }
+
+
+async def sub_refresh(s: ClientSession, req: SubRefreshRequest) -> Result:
+    sub = s.subs.get(req.channel)
+    if sub is None:
+        raise errors.BadRequest("not subscribed")
+    claims = subscription_claims(s.ctx.verifier, req.token, req.channel, s.user, s.client_id)
+    sub.expire_at = claims.expire_at
+    s.watch_subscriptions()
+    return ttl_fields(claims.expire_at, time.time())

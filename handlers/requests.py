@@ -1,0 +1,215 @@
+"""Typed requests, parsed purely from a command's params (no I/O, no state).
+
+Each client command has one request type here; its ``parse`` raises
+:class:`~channels.errors.BadRequest` (or the documented error or disconnect
+for that field) on malformed input, so a command function only ever sees
+well-typed values. The server API (:mod:`handlers.api_methods`) parses the
+fields it shares with the client protocol (channel, history paging) with the
+same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from channels import errors
+from channels.types import HistoryQuery, StreamPosition
+
+Params = Mapping[str, Any]
+
+
+def channel_param(params: Params, key: str = "channel") -> str:
+    """A required, non-empty string (a channel name; checked by the namespaces later)."""
+    value = params.get(key)
+    if value is None or value == "":
+        raise errors.BadRequest(f"{key} required")
+    if not isinstance(value, str):
+        raise errors.BadRequest(f"{key} must be a string")
+    return value
+
+
+def _position(offset: Any, epoch: Any, what: str) -> StreamPosition:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 or not isinstance(epoch, str):
+        raise errors.BadRequest(what)
+    return StreamPosition(offset, epoch)
+
+
+def _required_token(params: Params) -> str:
+    token = params.get("token")
+    if not isinstance(token, str) or not token:
+        raise errors.BadRequest("token required")
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    """A command without params (ping)."""
+
+    @classmethod
+    def parse(cls, params: Params) -> Empty:
+        return EMPTY
+
+
+EMPTY = Empty()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """What a subscription asks of the channel's stream: a subscribe's params,
+    or one entry of a connect's ``subs`` (server-side subscriptions)."""
+
+    since: StreamPosition | None = None  # set when recovering
+    flag: int = 0
+    join_leave: bool = False
+    recoverable: bool = False
+    positioned: bool = False
+
+    @classmethod
+    def parse(cls, params: Params) -> StreamRequest:
+        since = None
+        if params.get("recover"):
+            since = _position(params.get("offset", 0), params.get("epoch", ""), "bad recovery position")
+        flag = params.get("flag", 0)
+        return cls(
+            since=since,
+            flag=flag if isinstance(flag, int) else 0,
+            join_leave=bool(params.get("join_leave")),
+            recoverable=bool(params.get("recoverable")),
+            positioned=bool(params.get("positioned")),
+        )
+
+
+NO_STREAM_REQUEST = StreamRequest()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    token: str  # "" = none
+    data: Any
+    # channel -> that channel's raw recovery request (parsed per channel with
+    # StreamRequest.parse, so one bad entry skips one subscription, not the connect)
+    subs: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, params: Params) -> ConnectRequest:
+        token = params.get("token") or ""
+        if not isinstance(token, str):
+            raise errors.Disconnect(errors.INVALID_TOKEN)
+        subs = params.get("subs") or {}
+        if not isinstance(subs, dict):
+            raise errors.BadRequest("subs must be an object")
+        return cls(token=token, data=params.get("data"), subs=subs)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeRequest:
+    channel: str
+    token: str  # "" = none: the namespace's permissions decide
+    stream: StreamRequest
+
+    @classmethod
+    def parse(cls, params: Params) -> SubscribeRequest:
+        channel = channel_param(params)
+        token = params.get("token") or ""
+        if not isinstance(token, str):
+            raise errors.PermissionDenied()
+        return cls(channel=channel, token=token, stream=StreamRequest.parse(params))
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRequest:
+    """unsubscribe, presence, presence_stats (and several server API methods)."""
+
+    channel: str
+
+    @classmethod
+    def parse(cls, params: Params) -> ChannelRequest:
+        return cls(channel_param(params))
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    channel: str
+    data: Any
+
+    @classmethod
+    def parse(cls, params: Params) -> PublishRequest:
+        channel = channel_param(params)
+        if "data" not in params:
+            raise errors.BadRequest("data required")
+        return cls(channel=channel, data=params["data"])
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """Centrifugo's history params; shared by the client and server APIs."""
+
+    channel: str
+    limit: int = 0  # < 0: as many as allowed
+    since: StreamPosition | None = None
+    reverse: bool = False
+
+    @classmethod
+    def parse(cls, params: Params) -> HistoryRequest:
+        channel = channel_param(params)
+        limit = params.get("limit", 0)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise errors.BadRequest("limit must be an integer")
+        since = None
+        raw = params.get("since")
+        if raw is not None:
+            if not isinstance(raw, dict):
+                raise errors.BadRequest("since must be an object")
+            since = _position(raw.get("offset", 0), raw.get("epoch", ""), "bad since")
+        reverse = params.get("reverse", False)
+        if not isinstance(reverse, bool):
+            raise errors.BadRequest("reverse must be a boolean")
+        return cls(channel=channel, limit=limit, since=since, reverse=reverse)
+
+    def query(self, max_limit: int) -> HistoryQuery:
+        """The store's query; LimitExceeded (106) past ``max_limit``."""
+        if self.limit > max_limit:
+            raise errors.LimitExceeded(f"limit over {max_limit}")
+        limit = max_limit if self.limit < 0 else self.limit
+        return HistoryQuery(limit=limit, since=self.since, reverse=self.reverse)
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    data: Any
+
+    @classmethod
+    def parse(cls, params: Params) -> SendRequest:
+        return cls(params.get("data"))
+
+
+@dataclass(frozen=True, slots=True)
+class RpcRequest:
+    method: str | None  # None: not a string (no handler can match)
+    data: Any
+
+    @classmethod
+    def parse(cls, params: Params) -> RpcRequest:
+        method = params.get("method", "")
+        return cls(method if isinstance(method, str) else None, params.get("data"))
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRequest:
+    token: str
+
+    @classmethod
+    def parse(cls, params: Params) -> RefreshRequest:
+        return cls(_required_token(params))
+
+
+@dataclass(frozen=True, slots=True)
+class SubRefreshRequest:
+    channel: str
+    token: str
+
+    @classmethod
+    def parse(cls, params: Params) -> SubRefreshRequest:
+        channel = channel_param(params)
+        return cls(channel, _required_token(params))
