@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import time
 from typing import Any, Sequence
 
@@ -26,12 +25,13 @@ from channels import redis_envelope as envelope
 from channels.broker import BrokerEventHandler
 from channels.errors import BackendUnavailable
 from channels.history import HistoryStore
-from channels.history import new_epoch, select
+from channels.history import new_epoch
 from channels.redis_envelope import BadEnvelope
 from channels.redis_errors import redis_call
 from channels.redis_persist import GROUP, PersistLog, pack_options
 from channels.redis_pubsub import PubSubLink
-from channels.redis_scripts import HISTORY, PUBLISH
+from channels.redis_history import StreamReader, seconds, text
+from channels.redis_scripts import PUBLISH
 from channels.redis_shards import ChannelKeys, Endpoint, RedisShards
 from channels.types import (
     ClientInfo,
@@ -78,7 +78,7 @@ class RedisBroker:
         self._reconnect_cap = reconnect_cap
         self._connect_wait = socket_timeout * 3
         self._publish_scripts = [self._shards.client(b).register_script(PUBLISH) for b in range(self._shards.n_buckets)]
-        self._history_scripts = [self._shards.client(b).register_script(HISTORY) for b in range(self._shards.n_buckets)]
+        self._reader = StreamReader(self._shards, history, self._initial_top)
         self._persist = (
             PersistLog(
                 self._shards,
@@ -295,8 +295,8 @@ class RedisBroker:
             self.node_id,
             envelope.record_payload(pub),
             self._window_size(opts),
-            _seconds(opts.history_ttl),
-            _seconds(opts.meta_ttl),
+            seconds(opts.history_ttl),
+            seconds(opts.meta_ttl),
             new_epoch(),
             -1 if persist else 0,
             "1" if persist else "0",
@@ -313,7 +313,7 @@ class RedisBroker:
             args[7] = await self._initial_top(channel)
             async with redis_call("publish"):
                 res = await script(keys=script_keys, args=args)
-        offset, epoch, entry_id = int(res[0]), _text(res[1]), res[2]
+        offset, epoch, entry_id = int(res[0]), text(res[1]), res[2]
         if self._persist is not None:
             stored = dataclasses.replace(pub, offset=offset, epoch=epoch)
             await self._persist_one(channel, keys, stored, opts, entry_id)
@@ -356,60 +356,8 @@ class RedisBroker:
         self._handler.on_control(data)
 
     # ------------------------------------------------------------ history
-    async def _read_stream(
-        self, channel: str, keys: ChannelKeys, opts: StreamOptions, query: HistoryQuery
-    ) -> tuple[StreamPosition, list[Publication]]:
-        """The stream's position and the window entries ``query`` needs (one script call)."""
-        script = self._history_scripts[keys.bucket]
-        args: list[Any] = [
-            new_epoch(),
-            -1 if self._history is not None else 0,
-            _seconds(opts.meta_ttl),
-            query.since.offset if query.since is not None else -1,
-            query.limit,
-            "1" if query.reverse else "0",
-            opts.history_size,
-        ]
-        async with redis_call("history"):
-            res = await script(keys=[keys.meta, keys.window], args=args)
-        if res[0] == -1:
-            args[1] = await self._initial_top(channel)
-            async with redis_call("history"):
-                res = await script(keys=[keys.meta, keys.window], args=args)
-        top = StreamPosition(int(res[0]), _text(res[1]))
-        pubs: list[Publication] = []
-        for raw in res[2]:
-            try:
-                pubs.append(envelope.publication(envelope.unpack(raw)))
-            except BadEnvelope as e:
-                log.warning("skipping unreadable history entry of %s: %s", channel, e)
-        return top, pubs
-
     async def history(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:
-        """Centrifugo's semantics; the hot window first, the durable store below it."""
-        if not opts.enabled:
-            return HistoryResult()
-        keys = self._shards.keys(channel)
-        top, pubs = await self._read_stream(channel, keys, opts, query)
-        if query.limit == 0:
-            return select([], top, query)
-        if query.since is not None and query.since.epoch and query.since.epoch != top.epoch:
-            return select([], top, query)  # raises UnrecoverablePosition
-        need_from, need_to = need_range(top.offset, query, opts.history_size)
-        pubs = [p for p in pubs if need_from <= p.offset <= need_to]
-        window_from = pubs[0].offset if pubs else top.offset + 1
-        if self._history is not None and need_from < window_from and need_from <= need_to:
-            upto = min(need_to, window_from - 1)
-            try:
-                older = await self._history.read(
-                    channel, HistoryQuery(limit=upto - need_from + 1, since=StreamPosition(need_from - 1, "")), opts
-                )
-            except BackendUnavailable:
-                raise
-            except Exception as e:
-                raise BackendUnavailable(f"history store read failed: {e}") from e
-            pubs = [p for p in older.publications if need_from <= p.offset < window_from] + pubs
-        return select(pubs, top, query)
+        return await self._reader.history(channel, query, opts)
 
     async def remove_history(self, channel: str) -> None:
         """Drop the publications; the stream position and epoch stay."""
@@ -419,25 +367,3 @@ class RedisBroker:
         if self._history is not None:
             await self._history.remove(channel)
 
-
-def need_range(top: int, query: HistoryQuery, history_size: int) -> tuple[int, int]:
-    """The offsets ``query`` answers from, given the stream's ``top``: below
-    ``since`` newest first with ``reverse`` (Centrifugo's backward paging), else
-    above it oldest first, within the retained ``history_size``. Empty when
-    ``from > to``. The HISTORY script computes the same range."""
-    lo = max(top - history_size + 1, 1)
-    since = query.since
-    if query.reverse:
-        to = min(top, since.offset - 1) if since is not None else top
-        return (max(lo, to - query.limit + 1) if query.limit > 0 else lo), to
-    start = max(lo, since.offset + 1) if since is not None else lo
-    return start, (min(top, start + query.limit - 1) if query.limit > 0 else top)
-
-
-def _seconds(ttl: float) -> int:
-    """Key expiry in whole seconds, never rounding a positive ttl down to "forever"."""
-    return math.ceil(ttl) if ttl > 0 else 0
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

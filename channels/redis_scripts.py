@@ -57,7 +57,7 @@ return {offset, epoch, id}
 # The window holds offsets top-len+1 .. top, oldest first (PUBLISH appends in
 # the step that assigns the offset and drops a window of an earlier epoch), so
 # the entries a query needs are one index range: only those cross the network.
-# The range is broker_redis.need_range's; keep the two alike.
+# The range is redis_history.need_range's; keep the two alike.
 HISTORY = """
 local epoch = redis.call('hget', KEYS[1], 'e')
 if not epoch then

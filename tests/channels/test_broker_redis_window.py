@@ -7,7 +7,7 @@ import itertools
 import pytest
 import redis.asyncio as aioredis
 
-from channels.broker_redis import need_range
+from channels.redis_history import need_range
 from channels.history import select
 from channels.history_memory import MemoryHistoryStore
 from channels.types import HistoryQuery, Publication, StreamOptions, StreamPosition
@@ -36,10 +36,10 @@ async def test_a_read_fetches_only_the_entries_the_query_needs(redis_url: str) -
         for i in range(1, 51):
             await a.publish("w", pub(i), opts)
         keys = a._shards.keys("w")
-        top, _ = await a._read_stream("w", keys, opts, HistoryQuery(limit=0))
+        top, _ = await a._reader.read_stream("w", keys, opts, HistoryQuery(limit=0))
 
         async def fetched(query: HistoryQuery) -> list[int]:
-            _, pubs = await a._read_stream("w", keys, opts, query)
+            _, pubs = await a._reader.read_stream("w", keys, opts, query)
             return [p.offset for p in pubs]
 
         assert await fetched(HistoryQuery(limit=-1, since=StreamPosition(45, top.epoch))) == [46, 47, 48, 49, 50]
