@@ -209,6 +209,11 @@ class RedisBroker:
         return bool(self._links) and all(link.connected for link in self._links)
 
     @property
+    def persist_fills(self) -> int:
+        """Offsets history reads took from the persist log (metrics)."""
+        return self._reader.persist_fills
+
+    @property
     def reconnects(self) -> int:
         return sum(link.reconnects for link in self._links)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from channels.types import Publication, StreamPosition
 
-TOO_MANY = "too many publications missed"
-HOLE = "hole in the recovered range"
-SHORT = "recovered range ends below the stream top"
-EPOCH = "stream epoch changed"
+# metric labels and log words
+TOO_MANY = "too_many"  # more missed than recovery_max_publication_limit
+HOLE = "hole"  # an offset inside the range is missing
+SHORT = "short"  # the range ends below the stream top (or the client is ahead of it)
+EPOCH = "epoch"  # the stream was reset since the client's position
 REASONS = (TOO_MANY, HOLE, SHORT, EPOCH)
 
 

@@ -17,6 +17,7 @@ workers; per-worker gauges carry a ``pid`` label. See docs/OPERATIONS.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from typing import Any, Callable
 
@@ -32,6 +33,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess
 
+from channels import recovery
 from channels.history import HistoryStore
 from channels.hub import Hub
 from handlers.metrics_runtime import GcPauseMonitor, LoopLagMonitor
@@ -153,9 +155,23 @@ class Metrics:
         self._mirrors = [
             _Mirror(Counter(name, doc, registry=reg), _attr(hub.stats, field)) for field, name, doc in _HUB_COUNTERS
         ]
+        refused = Counter(
+            "squall_recoveries_refused", "Recoveries answered recovered:false, by reason.", ("reason",), registry=reg
+        )
+        self._mirrors += [
+            _Mirror(refused.labels(why), functools.partial(hub.stats.not_recovered_by.get, why, 0)) for why in recovery.REASONS
+        ]
         self._mirrors += [
             _Mirror(self.recovery.labels("recovered"), _attr(hub.stats, "recovered")),
             _Mirror(self.recovery.labels("not_recovered"), _attr(hub.stats, "not_recovered")),
+            _Mirror(
+                Counter("squall_subscribes_ahead", "Subscribers that joined at a position the live flow had not reached yet (they skip what they read).", registry=reg),
+                _attr(hub.stats, "ahead_joins"),
+            ),
+            _Mirror(
+                Counter("squall_history_persist_fills", "Offsets a history read took from the Redis persist log because the durable store lacked them.", registry=reg),
+                _attr(hub.broker, "persist_fills"),
+            ),
             # Exposed by the Redis broker and the MongoDB store; absent in memory ones.
             _Mirror(
                 Counter("squall_broker_reconnects", "Broker pub/sub reconnections.", registry=reg),

@@ -102,7 +102,7 @@ async def test_error_codes_and_disconnect_codes_are_counted(ws_url, http_port):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_recovery_outcomes_are_counted(ws_url, http_port):
-    """A recoverable resubscribe counts as recovered; an unknown epoch as not recovered."""
+    """A recoverable resubscribe counts as recovered; an unknown epoch as not recovered, with its reason."""
     before = await scrape(http_port)
     a = await connected(ws_url)
     r = await a.call("subscribe", {"channel": "chat:rec"})
@@ -117,6 +117,8 @@ async def test_recovery_outcomes_are_counted(ws_url, http_port):
     after = await scrape(http_port)
     assert moved(before, after, "squall_recovery_total", result="recovered") == 1
     assert moved(before, after, "squall_recovery_total", result="not_recovered") == 1
+    assert moved(before, after, "squall_recoveries_refused_total", reason="epoch") == 1
+    assert moved(before, after, "squall_recoveries_refused_total", reason="hole") == 0
     for x in (a, b, c):
         x.close()
 
