@@ -11,10 +11,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from typing import Any, Callable
 
-from server.settings import PACKAGE_ROOT, ConfigError, Settings, describe, load
+from server.settings import (
+    PACKAGE_ROOT,
+    ConfigError,
+    Settings,
+    config_warnings,
+    describe,
+    env_warnings,
+    hmac_key_warning,
+    load,
+    HS256_MIN_KEY_BYTES,
+)
 
 # flag name -> settings key, for the common settings
 _FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
@@ -30,6 +41,17 @@ _FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--node-name": ("node_name", str, "name of this node"),
     "--hooks": ("hooks", str, "in-process hooks 'package.module:factory' (the current directory is importable)"),
 }
+
+
+def _quiet_pyjwt_key_warning() -> None:
+    """PyJWT warns about short HMAC keys with a site-packages path; Squall says it in one line itself."""
+    import warnings
+
+    try:
+        from jwt.warnings import InsecureKeyLengthWarning
+    except ImportError:  # PyJWT before 2.10 does not warn
+        return
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 
 def version() -> str:
@@ -49,15 +71,28 @@ def version() -> str:
         return str(tomllib.load(f)["project"]["version"])
 
 
-def _add_settings_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="TOML configuration file (default: embedded demo config)")
-    for flag, (key, typ, text) in _FLAGS.items():
-        p.add_argument(flag, dest=key, type=typ, default=None, help=text)
+def _shown(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(v) for v in value) or "none"
+    return "none" if value == "" else str(value)
+
+
+def _add_settings_flags(p: argparse.ArgumentParser, common: bool = True) -> None:
+    """--config and --set; with ``common``, the flags of the common settings, each with its default."""
     p.add_argument(
-        "--redis-url", dest="redis_urls", action="append", default=None, help="Redis URL (repeat to shard over several)"
+        "--config", "-c", help="TOML configuration file (default: the embedded demo config: anonymous chat, api_key 'demo')"
     )
+    if common:
+        defaults = {name: default for name, default, _ in describe()}
+        for flag, (key, typ, text) in _FLAGS.items():
+            p.add_argument(flag, dest=key, type=typ, default=None, help=f"{text} (default: {_shown(defaults[key])})")
+        p.add_argument(
+            "--redis-url", dest="redis_urls", action="append", default=None,
+            help=f"Redis URL, repeat to shard over several; needs --engine redis (default: {_shown(defaults['redis_urls'])})",
+        )
     p.add_argument(
-        "--set", "-o", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other setting"
+        "--set", "-o", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="any other setting (see genconfig)",
     )
 
 
@@ -72,8 +107,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
-    if args.redis_urls:
+    if getattr(args, "redis_urls", None):
         overrides["redis_urls"] = tuple(args.redis_urls)
+    for line in env_warnings():
+        print(f"{getattr(args, 'prog', 'squall')}: warning: {line}", file=sys.stderr)
     return load(args.config, overrides=overrides)
 
 
@@ -84,6 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     check_hooks(settings.hooks)
     setup_logging(settings.log_level, settings.log_format)
+    for line in config_warnings(settings):
+        logging.getLogger("squall.config").warning("%s", line)
     return run(settings)
 
 
@@ -124,6 +163,9 @@ def cmd_gentoken(args: argparse.Namespace) -> int:
         key = args.secret or settings.token_hmac_secret_key
         if not key:
             raise ConfigError("token_hmac_secret_key", "needed to sign HS256 tokens (or pass --secret)")
+        if len(key.encode()) < HS256_MIN_KEY_BYTES:
+            name = "--secret" if args.secret else "token_hmac_secret_key"
+            print(f"{args.prog}: warning: {hmac_key_warning(name, key)}", file=sys.stderr)
     else:
         if not args.private_key:
             raise ConfigError("--private-key", f"needed to sign {algorithm} tokens")
@@ -180,6 +222,9 @@ async def _check_connectivity(settings: Settings) -> list[str]:
 
 def cmd_checkconfig(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    check_hooks(settings.hooks)
+    for line in config_warnings(settings):
+        print(f"checkconfig: warning: {line}", file=sys.stderr)
     if not args.offline:
         problems = asyncio.run(_check_connectivity(settings))
         if problems:
@@ -246,7 +291,7 @@ def build_parser(prog: str = "squall") -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("gentoken", help="print a connection or subscription JWT")
-    _add_settings_flags(p)
+    _add_settings_flags(p, common=False)  # only the file and --set: the key may come from them
     p.add_argument("--user", required=True, help="the sub claim")
     p.add_argument("--ttl", type=int, default=None, help="seconds until exp (default: no expiry)")
     p.add_argument("--channel", help="make a subscription token for this channel")
@@ -289,6 +334,8 @@ def main(argv: list[str] | None = None, prog: str = "squall") -> int:
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["serve", *argv]  # `squall [flags]` serves
     args = parser.parse_args(argv)
+    args.prog = prog
+    _quiet_pyjwt_key_warning()
     try:
         return int(args.func(args))
     except ConfigError as e:

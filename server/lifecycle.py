@@ -20,6 +20,7 @@ from channels import errors
 from handlers.front_door import FrontDoor
 from server.app import Squall, build
 from server.gc_policy import GcPolicy
+from server.logs import START_LOGGER
 from server.settings import Settings
 
 log = logging.getLogger("squall.server")
@@ -90,7 +91,7 @@ async def serve(settings: Settings, sockets: Sequence[socket.socket] | None = No
             gc_policy.stop()
             await squall.close()
             return 1
-    log.info(
+    logging.getLogger(START_LOGGER).info(
         "squall listening on http://%s:%d/ (engine=%s, history=%s, node=%s)",
         settings.host, settings.port, settings.engine, settings.history, squall.ctx.hub.node_id[:8],
     )
@@ -133,7 +134,7 @@ def run(settings: Settings) -> int:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, e.strerror or e)
         return 1
     n = settings.processes or os.cpu_count() or 1
-    log.info("starting %d worker processes on %s:%d", n, settings.host, settings.port)
+    logging.getLogger(START_LOGGER).info("starting %d worker processes on %s:%d", n, settings.host, settings.port)
 
     def worker(index: int) -> int:
         sockets = bind_sockets(settings.port, settings.host, backlog=settings.listen_backlog, reuse_port=True)

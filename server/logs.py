@@ -70,3 +70,9 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     # Tornado's access log is one line per HTTP request: keep it at warning
     # unless debugging, so connection events stay readable.
     logging.getLogger("tornado.access").setLevel("DEBUG" if level == "debug" else "WARNING")
+    # Where the server listens is said even at log_level = warning (only
+    # "error" hides it): an operator should never have to guess the port.
+    logging.getLogger(START_LOGGER).setLevel("INFO" if level != "error" else "ERROR")
+
+
+START_LOGGER = "squall.start"

@@ -8,11 +8,13 @@ load and a bad one raises :class:`ConfigError` naming it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from channels.namespaces import Namespaces, build_namespaces, parse_duration
 
@@ -139,9 +141,47 @@ def _validate(s: Settings) -> None:
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be > 0")
     if s.api_key == DEMO_API_KEY and s.host not in LOOPBACK_HOSTS:
-        raise ConfigError("api_key", f"the demo key {DEMO_API_KEY!r} is only allowed when host is loopback")
+        raise ConfigError(
+            "api_key", f"the demo key {DEMO_API_KEY!r} is only allowed when host is loopback: "
+            "give your own with --api-key KEY or SQUALL_API_KEY=KEY (docker run -e SQUALL_API_KEY=...)"
+        )
     if s.engine == "redis" and not s.redis_urls:
         raise ConfigError("redis_urls", "at least one Redis URL is needed")
+    for url in s.redis_urls:
+        _check_redis_url(url)
+    _check_mongo_url(s.mongo_url, parse=s.history == "mongo")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MONGO_SCHEMES = ("mongodb", "mongodb+srv")
+
+
+def _check_redis_url(url: str) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            "redis_urls", f"{url!r} is not a Redis URL: use redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH"
+        )
+    try:
+        urlsplit(url).port
+    except ValueError:
+        raise ConfigError("redis_urls", f"{url!r}: the port is not a number") from None
+
+
+def _check_mongo_url(url: str, parse: bool) -> None:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in MONGO_SCHEMES:
+        raise ConfigError(
+            "mongo_url", f"{url!r} is not a MongoDB connection string: use mongodb://HOST:PORT (or mongodb+srv://HOST)"
+        )
+    if parse and scheme == "mongodb":  # +srv would look up DNS: the driver reports that at start
+        from pymongo.errors import PyMongoError
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            parse_uri(url)
+        except (PyMongoError, ValueError) as e:  # pymongo raises both for malformed strings
+            raise ConfigError("mongo_url", f"{url!r}: {e}") from None
 
 
 def _default(f: Any) -> Any:
@@ -167,12 +207,20 @@ def _coerce(key: str, value: Any) -> Any:
                 return value.lower() in ("1", "true", "yes", "on")
             raise ValueError("expected true or false")
         if typ is int:
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            return int(value)
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError(f"expected a whole number, got {value!r}")
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"expected a whole number, got {value!r}") from None
         if typ is float:
             if key.endswith("_ms"):
-                return float(value)
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    raise ValueError(f"expected milliseconds as a number, got {value!r}")
+                try:
+                    return float(value)
+                except ValueError:
+                    raise ValueError(f"expected milliseconds as a number, got {value!r}") from None
             return parse_duration(value, key)
         if typ is str:
             if not isinstance(value, str):
@@ -202,6 +250,12 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError("config", f"{path} is a directory: give a TOML file (`genconfig > squall.toml` writes one)") from None
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{path} is not a UTF-8 TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", f"{path}: {e}") from None
 
@@ -215,6 +269,47 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             if key in names and key not in ("channel", "namespaces"):
                 out[key] = v
     return out
+
+
+# SQUALL_* variables that are not settings but are read elsewhere (tests, tools)
+ENV_NOT_SETTINGS = ("CONFIG", "VENV")
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def env_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per SQUALL_* variable that names no setting (so it would be ignored)."""
+    environ = os.environ if environ is None else environ
+    names = [n for n in _field_types() if n not in ("channel", "namespaces")]
+    upper = [ENV_PREFIX + n.upper() for n in names]
+    out = []
+    for k in sorted(environ):
+        if not k.startswith(ENV_PREFIX) or k[len(ENV_PREFIX) :] in ENV_NOT_SETTINGS:
+            continue
+        if k[len(ENV_PREFIX) :].lower() not in names:
+            out.append(f"{k} is not a Squall setting and is ignored{_did_you_mean(k, upper)}")
+    return out
+
+
+# A backend URL given without the setting that makes Squall use it is refused
+# (docs/OPERATIONS.md, "Backend URLs"): given means set by a flag or SQUALL_*
+# variable, or set in the file to something other than the default (a file
+# may spell out defaults, as genconfig's does).
+URL_NEEDS = {"redis_urls": ("engine", "redis", "--redis-url", "--engine redis"),
+             "mongo_url": ("history", "mongo", "--mongo-url", "--history mongo")}
+
+
+def _check_url_has_engine(merged: Mapping[str, Any], given: set[str]) -> None:
+    """Refuse a Redis or MongoDB URL that the chosen engine would silently ignore."""
+    for key, (engine_key, engine, url_flag, engine_flag) in URL_NEEDS.items():
+        if key in given and merged.get(engine_key, _default(_field_types()[engine_key])) != engine:
+            raise ConfigError(
+                key, f"{url_flag} ({key}) is only used with {engine_flag} ({engine_key} = \"{engine}\"); "
+                f"add {engine_flag}, or drop the URL"
+            )
 
 
 def load(
@@ -231,22 +326,51 @@ def load(
     path = config_path or environ.get(ENV_PREFIX + "CONFIG") or str(DEMO_CONFIG)
     merged: dict[str, Any] = {}
     names = _field_types()
-    for layer in (read_toml(path), from_env(environ), dict(overrides or {})):
+    given: set[str] = set()
+    for index, layer in enumerate((read_toml(path), from_env(environ), dict(overrides or {}))):
         for key, value in layer.items():
             if key not in names:
-                raise ConfigError(key, "unknown setting")
+                raise ConfigError(key, "unknown setting" + _did_you_mean(key, list(names)))
             if value is None:
                 continue
             merged[key] = value if key == "namespaces" else _coerce(key, value)
+            if index > 0 or merged[key] != _default(names[key]):
+                given.add(key)
     if "namespaces" in merged:
         ns = merged["namespaces"]
         if not isinstance(ns, (list, tuple)) or not all(isinstance(n, Mapping) for n in ns):
             raise ConfigError("namespaces", "expected a list of tables ([[namespaces]])")
         merged["namespaces"] = tuple(dict(n) for n in ns)
+    _check_url_has_engine(merged, given)
     hooks = merged.get("hooks", "")
     if PACKAGE_ROOT and hooks.split(".")[0] in OWN_PACKAGES:  # "server.demo_hooks:make", installed
         merged["hooks"] = PACKAGE_ROOT + hooks
     return Settings(**merged)
+
+
+HS256_MIN_KEY_BYTES = 32  # RFC 7518 3.2: a key at least as long as the hash
+TOKEN_KEYS = ("token_hmac_secret_key", "token_rsa_public_key", "token_ecdsa_public_key")
+
+
+def config_warnings(s: Settings) -> list[str]:
+    """Valid but probably unintended settings, one line each with the fix."""
+    out = []
+    if not s.allow_anonymous_connect_without_token and not any(getattr(s, k) for k in TOKEN_KEYS):
+        out.append(
+            "no client can connect: allow_anonymous_connect_without_token is false and no token key is set; "
+            "set token_hmac_secret_key (sign tokens with `gentoken`) or allow_anonymous_connect_without_token = true"
+        )
+    key = s.token_hmac_secret_key
+    if key and len(key.encode()) < HS256_MIN_KEY_BYTES:
+        out.append(hmac_key_warning("token_hmac_secret_key", key))
+    return out
+
+
+def hmac_key_warning(name: str, key: str) -> str:
+    return (
+        f"{name} is {len(key.encode())} bytes; HS256 wants at least {HS256_MIN_KEY_BYTES} "
+        "(make one with `openssl rand -hex 32`)"
+    )
 
 
 def describe() -> list[tuple[str, Any, str]]:

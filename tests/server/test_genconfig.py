@@ -29,6 +29,17 @@ def test_genconfig_output_passes_checkconfig(tmp_path: Path):
         assert r.stdout.startswith("configuration ok")
 
 
+def test_checkconfig_warns_that_the_starter_config_admits_no_client(tmp_path: Path):
+    """genconfig's file has no anonymous connect and no token key: checkconfig passes but says no client can connect."""
+    path = tmp_path / "squall.toml"
+    assert run_py("genconfig", "--output", str(path)).returncode == 0
+    r = run_py("checkconfig", "--config", str(path), "--offline")
+    assert r.returncode == 0
+    assert "warning: no client can connect" in r.stderr and "token_hmac_secret_key" in r.stderr
+    r = run_py("checkconfig", "--config", str(path), "--offline", "--set", "allow_anonymous_connect_without_token=true")
+    assert r.returncode == 0 and "no client can connect" not in r.stderr
+
+
 def test_genconfig_documents_every_setting_with_its_default(tmp_path: Path):
     """Uncommenting every `# key = value` line gives exactly the defaults."""
     r = run_py("genconfig")
