@@ -1,6 +1,7 @@
 """The channel commands: subscribe, unsubscribe, publish, presence, presence
-stats, history, sub_refresh; and joining a channel, which the connect command
-and the server API's subscribe share with subscribe.
+stats, history, sub_refresh; joining a channel, which the connect command and
+the server API's subscribe share with subscribe; and the server API's
+subscribe and unsubscribe of a connection.
 
 Each command is one function of the session and its parsed request (see
 :mod:`handlers.commands` for the table). Permissions are
@@ -21,6 +22,7 @@ from handlers.expiry import already_expired, ttl_fields
 from handlers.permissions import Action, check
 from handlers.reply import Reply, Result
 from handlers.requests import (
+    NO_STREAM_REQUEST,
     ChannelRequest,
     HistoryRequest,
     PublishRequest,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("squall.client")
 
 FLAG_REJECT_UNRECOVERED = 2
+_SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned")
 
 
 @dataclass(slots=True)
@@ -190,3 +193,22 @@ async def sub_refresh(s: ClientSession, req: SubRefreshRequest) -> Result:
     sub.expire_at = claims.expire_at
     s.watch_subscriptions()
     return ttl_fields(claims.expire_at, time.time())
+
+
+async def server_subscribe(s: ClientSession, channel: str) -> None:
+    """Subscribe on the server's initiative (server API) and push it."""
+    if channel in s.subs or not s.connected:
+        return
+    result, pending = await join(s, channel, s.ctx.channel_options(channel), NO_STREAM_REQUEST, server_side=True)
+    body = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
+    s.write_wire(s.encode_push(channel, "subscribe", body))
+    for p in pending:
+        s.write_wire(s.encode_push(channel, "pub", p.to_dict()))
+
+
+async def server_unsubscribe(s: ClientSession, channel: str, code: int, reason: str) -> None:
+    """Unsubscribe on the server's initiative (server API, expired token) and push it."""
+    if s.subs.pop(channel, None) is None:
+        return
+    await s.ctx.hub.unsubscribe(s, channel, s.info)
+    s.write_wire(s.encode_push(channel, "unsubscribe", {"code": code, "reason": reason}))

@@ -1,4 +1,5 @@
-"""The connection commands: connect, refresh, ping, send, rpc.
+"""The connection commands: connect, refresh, ping, send, rpc; and the
+server API's refresh of a connection.
 
 Each is one function of the session and its parsed request (the table is
 :mod:`handlers.commands`). ``connect`` authenticates and asks the session to
@@ -8,6 +9,7 @@ joins the server-side channels the token or the on_connect hook grants.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,7 @@ from channels import errors
 from channels.errors import Disconnect, SquallError
 from handlers.auth import ConnectClaims
 from handlers.commands_channel import join
-from handlers.expiry import already_expired, ttl_fields
+from handlers.expiry import already_expired, server_expiry, ttl_fields
 from handlers.hooks import ConnectEvent
 from handlers.reply import Reply, Result
 from handlers.requests import NO_STREAM_REQUEST, ConnectRequest, Empty, RefreshRequest, RpcRequest, SendRequest, StreamRequest
@@ -102,3 +104,22 @@ async def rpc(s: ClientSession, req: RpcRequest) -> Result:
         raise errors.MethodNotFound()
     data = await handler(s.info, req.data)
     return {"data": data} if data is not None else {}
+
+
+async def server_refresh(s: ClientSession, expire_at: int, conn_info: Any = None) -> None:
+    """The server API's refresh: the connection now expires at ``expire_at``
+    (unix seconds; 0 = never), and with ``conn_info`` the info others see of
+    it changes. As Centrifugo, an ``expire_at`` already past ends it (3005),
+    and the client hears a ``refresh`` push with its new ``ttl``."""
+    if not s.connected:
+        return
+    new = server_expiry(expire_at, time.time())
+    if new is None:
+        s.disconnect(errors.EXPIRED)
+        return
+    s.set_expiry(new)
+    w = s.wire
+    s.write_wire(w.frame(w.codec.connection_push("refresh", ttl_fields(s.expire_at, time.time()))))
+    if conn_info is not None:
+        s.info = dataclasses.replace(s.info, conn_info=conn_info)
+        await s.ctx.hub.update_info(s, list(s.subs), s.info)

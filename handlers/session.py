@@ -20,31 +20,29 @@ every other command; CLOSED ignores input. The transport calls
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
 from enum import Enum
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 from channels import errors
 from channels.errors import Disconnect, DisconnectCode, SquallError
 from channels.types import ClientInfo
 from handlers.commands import COMMANDS
-from handlers.commands_channel import Subscription, join
+from handlers.commands_channel import Subscription, server_subscribe, server_unsubscribe
+from handlers.commands_connection import server_refresh
 from handlers.context import Context
-from handlers.expiry import deadline, due, first_deadline, server_expiry, ttl_fields
+from handlers.expiry import deadline, due, first_deadline
 from handlers.limits import TokenBucket
 from handlers.protocol import Command, ProtocolError, check_data, decode_frame
 from handlers.reply import Reply
-from handlers.requests import NO_STREAM_REQUEST
 from handlers.wire import WIRE_OUTPUT, Output, Wire
 
 log = logging.getLogger("squall.client")
 
 _TOO_MANY_ERRORS = 50  # rate-limited commands in a row before disconnect
 UNSUBSCRIBE_EXPIRED = 2501  # Centrifugo's unsubscribe code: subscription token expired
-_SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned")
 
 
 class State(Enum):
@@ -57,27 +55,9 @@ class ClientSession:
     """Protocol state of one connection; the hub's Subscriber for it."""
 
     __slots__ = (
-        "ctx",
-        "wire",
-        "out",
-        "wire_key",
-        "remote_ip",
-        "client_id",
-        "user",
-        "info",
-        "state",
-        "subs",
-        "expire_at",
-        "meta",
-        "_bucket",
-        "_limited",
-        "_pong_at",
-        "_stale_handle",
-        "_expire_handle",
-        "_sub_expire_handle",
-        "_ip_counted",
-        "_registered",
-        "__weakref__",
+        "ctx", "wire", "out", "wire_key", "remote_ip", "client_id", "user", "info", "state", "subs", "expire_at",
+        "meta", "_bucket", "_limited", "_pong_at", "_stale_handle", "_expire_handle", "_sub_expire_handle",
+        "_ip_counted", "_registered", "__weakref__",
     )
 
     def __init__(self, ctx: Context, wire: Wire, remote_ip: str, out: Output = WIRE_OUTPUT) -> None:
@@ -269,26 +249,13 @@ class ClientSession:
         code = 0
         try:
             result = await command.run(self, command.parse(cmd.params))
-        except SquallError as e:
-            code = e.code
-            if e.code != 100:
-                log.debug("client=%s %s -> error %d %s", self.client_id, method, e.code, e.message)
-            else:
-                log.warning("client=%s %s -> temporary error: %s", self.client_id, method, e.message)
-            self.out.error(self, cmd.id, e)
-            return
         except Disconnect as d:
             code = d.code
             raise
-        except (KeyError, TypeError, ValueError) as e:
-            code = errors.BadRequest.code
-            log.info("client=%s bad %s params: %r", self.client_id, method, e)
-            self.out.error(self, cmd.id, errors.BadRequest())
-            return
-        except Exception:
-            code = errors.InternalError.code
-            log.exception("client=%s %s failed", self.client_id, method)
-            self.out.error(self, cmd.id, errors.InternalError())
+        except Exception as e:
+            err = _error_reply(e, self.client_id, method)
+            code = err.code
+            self.out.error(self, cmd.id, err)
             return
         finally:
             hub.inflight -= 1
@@ -314,12 +281,8 @@ class ClientSession:
         self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
-        if self._expire_handle is not None:
-            self._expire_handle.cancel()
-            self._expire_handle = None
         at = deadline(self.expire_at, self.ctx.options.client_expired_close_delay)
-        if at is not None:
-            self._expire_handle = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), self._expired)
+        self._expire_handle = _rearm(self._expire_handle, at, self._expired)
 
     def _expired(self) -> None:
         self._expire_handle = None
@@ -331,14 +294,8 @@ class ClientSession:
 
     def watch_subscriptions(self) -> None:
         """One timer for the earliest subscription-token deadline."""
-        if self._sub_expire_handle is not None:
-            self._sub_expire_handle.cancel()
-            self._sub_expire_handle = None
         at = first_deadline((sub.expire_at for sub in self.subs.values()), self.ctx.options.client_expired_sub_close_delay)
-        if at is not None and self.state is not State.CLOSED:
-            self._sub_expire_handle = asyncio.get_running_loop().call_later(
-                max(0.0, at - time.time()), self._subs_expired
-            )
+        self._sub_expire_handle = _rearm(self._sub_expire_handle, None if self.closed else at, self._subs_expired)
 
     def _subs_expired(self) -> None:
         self._sub_expire_handle = None
@@ -354,35 +311,34 @@ class ClientSession:
     # ------------------------------------------------------------ server side (handlers.control)
     async def server_side_subscribe(self, channel: str) -> None:
         """Subscribe on the server's initiative (server API) and push it."""
-        if channel in self.subs or self.state is not State.CONNECTED:
-            return
-        result, pending = await join(self, channel, self.ctx.channel_options(channel), NO_STREAM_REQUEST, server_side=True)
-        body = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
-        self.write_wire(self.encode_push(channel, "subscribe", body))
-        for p in pending:
-            self.write_wire(self.encode_push(channel, "pub", p.to_dict()))
-
-    async def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> None:
-        """The server API's refresh: the connection now expires at ``expire_at``
-        (unix seconds; 0 = never), and with ``conn_info`` the info others see of
-        it changes. As Centrifugo, an ``expire_at`` already past ends it (3005),
-        and the client hears a ``refresh`` push with its new ``ttl``."""
-        if self.state is not State.CONNECTED:
-            return
-        new = server_expiry(expire_at, time.time())
-        if new is None:
-            self.disconnect(errors.EXPIRED)
-            return
-        self.set_expiry(new)
-        w = self.wire
-        self.write_wire(w.frame(w.codec.connection_push("refresh", ttl_fields(self.expire_at, time.time()))))
-        if conn_info is not None:
-            self.info = dataclasses.replace(self.info, conn_info=conn_info)
-            await self.ctx.hub.update_info(self, list(self.subs), self.info)
+        await server_subscribe(self, channel)
 
     async def server_side_unsubscribe(self, channel: str, code: int = 2000, reason: str = "server unsubscribe") -> None:
-        if channel not in self.subs:
-            return
-        self.subs.pop(channel, None)
-        await self.ctx.hub.unsubscribe(self, channel, self.info)
-        self.write_wire(self.encode_push(channel, "unsubscribe", {"code": code, "reason": reason}))
+        await server_unsubscribe(self, channel, code, reason)
+
+    async def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> None:
+        await server_refresh(self, expire_at, conn_info)
+
+
+def _error_reply(e: Exception, client: str, method: str) -> SquallError:
+    """The error reply for a command that raised ``e``, logged by how bad it is."""
+    if isinstance(e, SquallError):
+        if e.code != 100:
+            log.debug("client=%s %s -> error %d %s", client, method, e.code, e.message)
+        else:
+            log.warning("client=%s %s -> temporary error: %s", client, method, e.message)
+        return e
+    if isinstance(e, (KeyError, TypeError, ValueError)):
+        log.info("client=%s bad %s params: %r", client, method, e)
+        return errors.BadRequest()
+    log.exception("client=%s %s failed", client, method)
+    return errors.InternalError()
+
+
+def _rearm(handle: asyncio.TimerHandle | None, at: float | None, callback: Callable[[], None]) -> asyncio.TimerHandle | None:
+    """Cancel ``handle``; a new timer calling ``callback`` at unix time ``at`` (none if None)."""
+    if handle is not None:
+        handle.cancel()
+    if at is None:
+        return None
+    return asyncio.get_running_loop().call_later(max(0.0, at - time.time()), callback)
