@@ -65,6 +65,7 @@ class SecantusServer:
     storage: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()  # more secantusd-py flags, e.g. ("--sync-on-commit",)
 
     @property
     def url(self) -> str:
@@ -75,7 +76,7 @@ class SecantusServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [secantusd_path(), "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", str(self.storage), "--log-level", "WARNING"],
+             "--storage-path", str(self.storage), "--log-level", "WARNING", *self.extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -115,10 +116,10 @@ class SecantusFactory:
         self._root = root
         self._servers: list[SecantusServer] = []
 
-    def __call__(self) -> SecantusServer:
+    def __call__(self, extra: tuple[str, ...] = ()) -> SecantusServer:
         n = len(self._servers)
         server = SecantusServer(
-            port=free_port(), storage=self._root / f"data{n}", log_path=self._root / f"secantusd{n}.log"
+            port=free_port(), storage=self._root / f"data{n}", log_path=self._root / f"secantusd{n}.log", extra=extra
         )
         self._servers.append(server)
         server.start()
