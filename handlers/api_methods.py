@@ -10,8 +10,6 @@ connections are reached).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import fnmatch
 import time
@@ -22,7 +20,16 @@ from channels import errors
 from channels.errors import SquallError
 from channels.namespaces import NamespaceOptions
 from handlers.context import Context
-from handlers.requests import ChannelRequest, HistoryRequest, channel_param
+from handlers.api_requests import (
+    BatchRequest,
+    BroadcastRequest,
+    DisconnectRequest,
+    MembershipRequest,
+    PublishRequest,
+    RefreshRequest,
+    string_param,
+)
+from handlers.requests import ChannelRequest, HistoryRequest
 
 Params = dict[str, Any]
 Method = Callable[[Params], Awaitable[dict[str, Any]]]
@@ -30,42 +37,6 @@ Method = Callable[[Params], Awaitable[dict[str, Any]]]
 # Publications with the same idempotency_key within this window are published once.
 IDEMPOTENCY_WINDOW = 300.0
 IDEMPOTENCY_MAX_KEYS = 10_000
-BATCH_MAX_COMMANDS = 1000
-
-
-def _str(params: Params, key: str, *, required: bool = True) -> str:
-    value = params.get(key, "")
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise errors.BadRequest(f"{key} must be a string")
-    if required and not value:
-        raise errors.BadRequest(f"{key} required")
-    return value
-
-
-def _data(params: Params) -> Any:
-    """``data`` (any JSON) or ``b64data`` (bytes, delivered base64 to JSON clients)."""
-    b64 = params.get("b64data")
-    if b64:
-        if not isinstance(b64, str):
-            raise errors.BadRequest("b64data must be a string")
-        try:
-            return base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.BadRequest("b64data is not base64") from None
-    if "data" not in params:
-        raise errors.BadRequest("data required")
-    return params["data"]
-
-
-def _tags(params: Params) -> dict[str, str] | None:
-    tags = params.get("tags")
-    if tags is None:
-        return None
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise errors.BadRequest("tags must map strings to strings")
-    return tags or None
 
 
 class ServerApi:
@@ -120,18 +91,16 @@ class ServerApi:
 
     # ------------------------------------------------------------ publishing
     async def publish(self, params: Params) -> dict[str, Any]:
-        channel = channel_param(params)
+        req = PublishRequest.parse(params)
+        channel, key = req.channel, req.idempotency_key
         opts = self._lookup(channel)
-        data = _data(params)
-        tags = _tags(params)
-        key = _str(params, "idempotency_key", required=False)
         if key:
             seen = self._recent_result(f"{channel}\x00{key}")
             if seen is not None:
                 return seen
-        if params.get("skip_history") and opts.stream.enabled:
+        if req.skip_history and opts.stream.enabled:
             opts = dataclasses.replace(opts, history_size=0, latest_value=False)
-        pos = await self.ctx.hub.publish(channel, data, tags=tags, opts=opts)
+        pos = await self.ctx.hub.publish(channel, req.data, tags=req.tags, opts=opts)
         out: dict[str, Any] = {}
         if pos.offset or pos.epoch:
             out = {"offset": pos.offset, "epoch": pos.epoch}
@@ -153,12 +122,9 @@ class ServerApi:
         self._recent[key] = (time.monotonic(), dict(result))
 
     async def broadcast(self, params: Params) -> dict[str, Any]:
-        channels = params.get("channels")
-        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
-            raise errors.BadRequest("channels must be a non-empty list of strings")
-        _data(params)  # validate once before publishing anywhere
+        req = BroadcastRequest.parse(params)
         rest = {k: v for k, v in params.items() if k != "channels"}
-        replies = await asyncio.gather(*(self.reply("publish", {**rest, "channel": c}) for c in channels))
+        replies = await asyncio.gather(*(self.reply("publish", {**rest, "channel": c}) for c in req.channels))
         return {"responses": list(replies)}
 
     # ------------------------------------------------------------ connections
@@ -170,30 +136,15 @@ class ServerApi:
 
     async def _membership(self, op: str, params: Params) -> dict[str, Any]:
         """Subscribe or unsubscribe a user's (or one client's) connections on every node."""
-        user = _str(params, "user", required=False)
-        channel = channel_param(params)
-        self._lookup(channel)
-        client = _str(params, "client", required=False)
-        await self.ctx.hub.send_control(op, user=user, client=client, channel=channel)
+        req = MembershipRequest.parse(params)
+        self._lookup(req.channel)
+        await self.ctx.hub.send_control(op, user=req.user, client=req.client, channel=req.channel)
         return {}
 
     async def disconnect(self, params: Params) -> dict[str, Any]:
-        user = _str(params, "user", required=False)
-        client = _str(params, "client", required=False)
-        whitelist = params.get("whitelist") or []
-        if not isinstance(whitelist, list) or not all(isinstance(c, str) for c in whitelist):
-            raise errors.BadRequest("whitelist must be a list of client IDs")
-        d = params.get("disconnect") or {}
-        if not isinstance(d, dict):
-            raise errors.BadRequest("disconnect must be an object")
-        code = d.get("code") or errors.FORCE_NO_RECONNECT.code
-        reason = d.get("reason") or errors.FORCE_NO_RECONNECT.reason
-        if isinstance(code, bool) or not isinstance(code, int) or not 3000 <= code <= 4999:
-            raise errors.BadRequest("disconnect code must be 3000..4999")
-        if not isinstance(reason, str):
-            raise errors.BadRequest("disconnect reason must be a string")
+        req = DisconnectRequest.parse(params)
         await self.ctx.hub.send_control(
-            "disconnect", user=user, client=client, code=code, reason=reason, whitelist=whitelist
+            "disconnect", user=req.user, client=req.client, code=req.code, reason=req.reason, whitelist=req.whitelist
         )
         return {}
 
@@ -201,20 +152,13 @@ class ServerApi:
         """Centrifugo's server-side refresh: ``expired`` ends the connections with
         3005; otherwise they expire at ``expire_at`` (unix seconds, none = never)
         and, with ``info``, show that info from now on."""
-        user = _str(params, "user", required=False)
-        client = _str(params, "client", required=False)
-        expired = params.get("expired") or False
-        expire_at = params.get("expire_at") or 0
-        if not isinstance(expired, bool):
-            raise errors.BadRequest("expired must be a boolean")
-        if isinstance(expire_at, bool) or not isinstance(expire_at, int) or expire_at < 0:
-            raise errors.BadRequest("expire_at must be a unix time in seconds")
-        if expired:
+        req = RefreshRequest.parse(params)
+        if req.expired:
             dc = errors.EXPIRED
-            await self.ctx.hub.send_control("disconnect", user=user, client=client, code=dc.code, reason=dc.reason)
+            await self.ctx.hub.send_control("disconnect", user=req.user, client=req.client, code=dc.code, reason=dc.reason)
             return {}
-        extra: dict[str, Any] = {"info": params["info"]} if params.get("info") is not None else {}
-        await self.ctx.hub.send_control("refresh", user=user, client=client, expire_at=expire_at, **extra)
+        extra: dict[str, Any] = {"info": req.info} if req.info is not None else {}
+        await self.ctx.hub.send_control("refresh", user=req.user, client=req.client, expire_at=req.expire_at, **extra)
         return {}
 
     # ------------------------------------------------------------ reads
@@ -254,7 +198,7 @@ class ServerApi:
 
     async def channels(self, params: Params) -> dict[str, Any]:
         """Active channels of THIS node with their local subscriber counts."""
-        pattern = _str(params, "pattern", required=False)
+        pattern = string_param(params, "pattern", required=False)
         counts = self.ctx.hub.channel_counts()
         return {
             "channels": {
@@ -277,13 +221,9 @@ class ServerApi:
 
     async def batch(self, params: Params) -> dict[str, Any]:
         """``{"commands": [{method: params}, ...], "parallel": bool}`` -> ``{"replies": [...]}``."""
-        commands = params.get("commands")
-        if not isinstance(commands, list):
-            raise errors.BadRequest("commands must be a list")
-        if len(commands) > BATCH_MAX_COMMANDS:
-            raise errors.LimitExceeded(f"more than {BATCH_MAX_COMMANDS} commands")
-        calls = [self._batch_one(c) for c in commands]
-        if params.get("parallel"):
+        req = BatchRequest.parse(params)
+        calls = [self._batch_one(c) for c in req.commands]
+        if req.parallel:
             replies = list(await asyncio.gather(*calls))
         else:
             replies = [await c for c in calls]
