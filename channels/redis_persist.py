@@ -8,6 +8,18 @@ durable write failed, stay pending; every node runs :meth:`PersistLog.run`,
 which XAUTOCLAIMs entries idle longer than ``min_idle`` and persists them.
 ``HistoryStore.write`` is idempotent, so an entry persisted twice (claimed
 while its owner was slow) is harmless.
+
+A slow store must not be fed its own backlog again. A write that times out
+for its caller (the publish is refused: not durable yet) is not cancelled:
+its entries are queued in the store and still land. So this node remembers
+the entries it is writing, and the claimer skips those (they stay pending,
+nothing is acknowledged before it is stored); entries it stored after the
+caller gave up are acknowledged without a second write. Each entry is then
+in at most one write per node at a time, and the claimer's writes of one
+round go to the store together (one group-committed batch, whose duplicate
+check is one index query per channel). Before, every claim round while
+MongoDB was slow queued another copy of each timed-out entry behind the
+backlog, and the copies timed out in turn (issue 20).
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import msgpack
@@ -31,6 +43,9 @@ from channels.types import Publication, StreamOptions
 log = logging.getLogger("squall.redis.persist")
 
 GROUP = "squall-persist"
+STORED_MEMORY = 10_000  # entries stored after their caller gave up, kept for the claimer to ack
+
+Key = tuple[str, str, int]  # channel, epoch, offset: one persist log entry
 
 
 @functools.cache  # StreamOptions are few, frozen and shared
@@ -66,10 +81,41 @@ class PersistLog:
         self._batch = batch
         self._write_timeout = write_timeout
         self._ack_scripts = [shards.client(b).register_script(ACK) for b in range(shards.n_buckets)]
+        self._writing: dict[Key, asyncio.Future[None]] = {}  # entries in a write of this node
+        self._stored: OrderedDict[Key, None] = OrderedDict()  # stored after the caller timed out
 
     async def write(self, channel: str, pubs: list[Publication], opts: StreamOptions) -> None:
-        """The durable write, bounded in time (raises on failure or timeout)."""
-        await asyncio.wait_for(self._history.write(channel, pubs, opts), self._write_timeout)
+        """The durable write, bounded in time for the caller (raises on failure or timeout).
+
+        The timeout does not cancel the write (the store has queued it): it
+        goes on, and the claimer knows about it.
+        """
+        keys = [(channel, p.epoch, p.offset) for p in pubs]
+        task = asyncio.ensure_future(self._history.write(channel, pubs, opts))
+        for key in keys:
+            self._writing[key] = task
+        task.add_done_callback(functools.partial(self._written, keys))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._write_timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            task.add_done_callback(functools.partial(self._stored_late, keys))
+            raise
+
+    def _written(self, keys: list[Key], task: asyncio.Future[None]) -> None:
+        for key in keys:
+            if self._writing.get(key) is task:
+                del self._writing[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that timed out no longer awaits it
+
+    def _stored_late(self, keys: list[Key], task: asyncio.Future[None]) -> None:
+        """Stored after the caller gave up: the claimer acknowledges these without a write."""
+        if task.cancelled() or task.exception() is not None:
+            return  # not stored: still pending, the claimer writes them again
+        for key in keys:
+            self._stored[key] = None
+        while len(self._stored) > STORED_MEMORY:
+            self._stored.popitem(last=False)
 
     async def ack(self, bucket: int, entry_ids: list[bytes]) -> None:
         await self._ack_scripts[bucket](keys=[self._shards.persist_key(bucket)], args=[GROUP, *entry_ids])
@@ -102,6 +148,7 @@ class PersistLog:
         by_channel: dict[tuple[str, bytes], list[Publication]] = defaultdict(list)
         ids: dict[tuple[str, bytes], list[bytes]] = defaultdict(list)
         broken: list[bytes] = []
+        stored: list[bytes] = []
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted meanwhile (acknowledged by its owner)
@@ -113,19 +160,32 @@ class PersistLog:
                 log.error("dropping unreadable persist entry %r: %s", entry_id, e)
                 broken.append(entry_id)
                 continue
+            entry = (channel, pub.epoch, pub.offset)
+            if entry in self._writing:
+                continue  # this node's write of it goes on; a copy would only queue behind it
+            if entry in self._stored:
+                del self._stored[entry]
+                stored.append(entry_id)
+                continue
             by_channel[group].append(pub)
             ids[group].append(entry_id)
-        if broken:
-            await self.ack(bucket, broken)
-        done = 0
-        for group, pubs in by_channel.items():
-            channel, raw_opts = group
-            pubs.sort(key=lambda p: p.offset)
-            try:
-                await self.write(channel, pubs, unpack_options(raw_opts))
-            except Exception as e:  # the store's own error types are unknown here
-                log.warning("persisting %d claimed entries of %s failed: %s", len(pubs), channel, e)
-                continue
-            await self.ack(bucket, ids[group])
-            done += len(pubs)
-        return done
+        if broken or stored:
+            await self.ack(bucket, broken + stored)
+        # All groups at once: the store commits them in one batch.
+        written = await asyncio.gather(
+            *(self._persist_group(bucket, group, pubs, ids[group]) for group, pubs in by_channel.items())
+        )
+        return len(stored) + sum(written)
+
+    async def _persist_group(
+        self, bucket: int, group: tuple[str, bytes], pubs: list[Publication], entry_ids: list[bytes]
+    ) -> int:
+        channel, raw_opts = group
+        pubs.sort(key=lambda p: p.offset)
+        try:
+            await self.write(channel, pubs, unpack_options(raw_opts))
+        except Exception as e:  # the store's own error types are unknown here
+            log.warning("persisting %d claimed entries of %s failed: %s", len(pubs), channel, e)
+            return 0
+        await self.ack(bucket, entry_ids)
+        return len(pubs)
