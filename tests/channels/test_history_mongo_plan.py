@@ -192,10 +192,10 @@ async def test_duplicates_rewritten_after_timeout_cost_the_batch(mongo_db: Mongo
         )
         assert store.batches >= 1
         assert (await store.position("d2")).offset == 201
-    inserts = [q for q in rec.queries if q.command == "find" and q.collection == "publications"]
-    assert len(inserts) <= 2, f"{len(inserts)} duplicate queries for a batch of two channels: {inserts}"
-    assert not any("$or" in q.filter for q in inserts), inserts
-    plans = assert_index_backed(db, inserts, max_examined=batch)
+    checks = [q for q in rec.queries if q.command == "find" and q.collection == "publications"]
+    assert len(checks) <= 2, f"{len(checks)} duplicate queries for a batch of two channels: {checks}"
+    assert not any("$or" in q.filter for q in checks), checks
+    plans = assert_index_backed(db, checks, max_examined=batch)
     total = sum(p["executionStats"]["totalDocsExamined"] for p in plans)
     assert total <= 2 * batch, f"duplicate checks examined {total} documents for {2 * batch} duplicates"
     assert db.publications.count_documents({"channel": {"$in": ["d1", "d2"]}}) == 401
