@@ -3,7 +3,7 @@
 
 Exit status: 0 when loss and errors are within ``--max-loss`` and
 ``--max-errors``, 1 when not, 2 for bad arguments, 3 when this machine cannot
-run the plan (file limit).
+run the plan (file limit), 130 after Ctrl-C (with the partial summary).
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="PID of the server on this machine: report its CPU per delivery and RSS per connection")
     g.add_argument("--stats-url", default="", help="URL of the server's own delivery counter: JSON, or Prometheus text (Squall: /metrics)")
     g.add_argument("--stats-key", default="deliveries", help="dotted JSON key or Prometheus sample name, e.g. squall_deliveries_total (default: %(default)s)")
+    g.add_argument("--publish-via", choices=("ws", "api"), default="ws",
+                   help="ws: publishers publish on their client connection (needs the namespace's publish permission "
+                        "and room in the command rate limit); api: POST to the server API as a backend does (default: %(default)s)")
+    g.add_argument("--api-key", default="", help="--publish-via api: the server's api_key")
+    g.add_argument("--api-url", default="", help="--publish-via api: the API's base URL (default: http://HOST:PORT/api of --url)")
     g = parser.add_argument_group("sizes")
     g.add_argument("--subscribers", type=conns, default=100, help="broadcast: subscribers of the one channel")
     g.add_argument("--rooms", type=_int_in(1, MAX_CONNECTIONS), default=10, help="chat: rooms")
@@ -156,6 +161,10 @@ def build(args: argparse.Namespace) -> tuple[Plan, Target]:
     rate = DEFAULT_RATE[args.scenario] if args.rate is None else args.rate
     if args.token and args.hmac_secret:
         raise ValueError("give --token or --hmac-secret, not both")
+    if args.publish_via == "api" and not args.api_key:
+        raise ValueError("--publish-via api needs --api-key (the server's api_key)")
+    if args.api_url and not urlsplit(args.api_url).scheme.startswith("http"):
+        raise ValueError(f"--api-url: expected an http:// URL, got {args.api_url!r}")
     if args.scenario in ("chat", "churn", "dashboard") and rate <= 0:
         raise ValueError(f"--rate must be > 0 for {args.scenario}")
     plan = Plan(
@@ -201,6 +210,9 @@ def build(args: argparse.Namespace) -> tuple[Plan, Target]:
         server_pid=args.server_pid,
         stats_url=args.stats_url,
         stats_key=args.stats_key,
+        publish_via=args.publish_via,
+        api_url=args.api_url or f"http://{host}:{u.port or 80}/api",
+        api_key=args.api_key,
     )
     return plan, target
 
@@ -225,7 +237,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"loadtest: error: --server-pid {target.server_pid}: no such process", file=sys.stderr)
             return 2
     agg = Aggregator(plan, target, progress=None if args.quiet else sys.stderr)
-    run_plan(plan, target, agg)
+    try:
+        run_plan(plan, target, agg)
+    except KeyboardInterrupt:  # a second Ctrl-C: the user wants out now
+        print("\nloadtest: interrupted twice: no summary", file=sys.stderr)
+        return 130
     if not agg.results:
         print("loadtest: the run failed:\n" + "\n".join(agg.failures), file=sys.stderr)
         return 1
@@ -237,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_path).write_text(json.dumps(summary, indent=1))
     if args.html_path:
         Path(args.html_path).write_text(html_report(summary))
+    if summary["interrupted"]:
+        print(f"loadtest: interrupted in the {summary['interrupted']} phase: the numbers above are partial", file=sys.stderr)
+        return 130
     reasons = check_thresholds(summary, args.max_loss, args.max_errors)
     for r in reasons:
         print(f"loadtest: FAIL: {r}", file=sys.stderr)

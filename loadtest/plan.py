@@ -24,6 +24,9 @@ class Target:
     server_pid: int = 0
     stats_url: str = ""
     stats_key: str = "deliveries"
+    publish_via: str = "ws"  # ws: publishers publish on their connection; api: POST {api_url}/publish
+    api_url: str = ""
+    api_key: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,11 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     srv = s.get("server", {})
     rows: list[tuple[str, str]] = [
         ("scenario", s["scenario"]),
+    ]
+    if s.get("interrupted"):
+        rows.append(("INTERRUPTED", f"Ctrl-C in the {s['interrupted']} phase: partial numbers "
+                     "(loss counts publications still in flight)"))
+    rows += [
         ("connections", f"{s['connects']:,} ok / {s['connections']:,} planned, {s['connect_failures']} failed"),
         ("connect rate", f"{s['connect_rate']:,.0f}/s over {s['connect_seconds']:.2f} s"),
         ("connect time ms", f"p50 {_fmt_ms(ct, 'p50')}  p99 {_fmt_ms(ct, 'p99')}  max {_fmt_ms(ct, 'max')}"),
@@ -53,6 +58,8 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("errors", f"{s['error_count']} {json.dumps(s['errors']) if s['errors'] else ''}".strip()),
         ("disconnects", json.dumps(s["disconnects"]) if s["disconnects"] else "0"),
     ]
+    # one line per refusal code: what it means and what to change (loadtest/explain.py)
+    rows += [(f"  {label}", text) for label, text in s.get("explanations", [])]
     if s["scenario"] == "churn":
         rows.append(("reconnects", f"{s['reconnects']:,}"))
         rows.append(("recovery", f"{s['recovered']} recovered, {s['not_recovered']} not, "

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import queue
+import signal
 import time
 import traceback
 from dataclasses import replace
@@ -20,6 +22,8 @@ from loadtest.summary import Aggregator
 from loadtest.worker import NoSync, run_worker
 
 BARRIER_TIMEOUT = 900.0
+INTERRUPT_WAIT = 15.0  # after Ctrl-C: how long workers get to send their partial results
+FORWARD_AFTER = 2.0  # after Ctrl-C: workers that got no SIGINT of their own (kill -INT PARENT) get one
 
 
 class BarrierSync:
@@ -30,6 +34,9 @@ class BarrierSync:
 
     async def wait(self, point: str) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.barrier.wait, BARRIER_TIMEOUT)
+
+    def abort(self) -> None:
+        self.barrier.abort()
 
 
 def _run(coro: Any, loop: str) -> Any:
@@ -77,10 +84,23 @@ def run_plan(plan: Plan, target: Target, agg: Aggregator) -> None:
         p.start()
     done = 0
     deadline = time.monotonic() + plan.duration + plan.drain + BARRIER_TIMEOUT
+    interrupted_at = 0.0
+    reported: set[int] = set()
     try:
         while done < plan.workers and time.monotonic() < deadline:
             try:
+                if interrupted_at and FORWARD_AFTER < time.monotonic() - interrupted_at < FORWARD_AFTER + 1:
+                    for w, p in enumerate(procs):
+                        if w not in reported and p.is_alive() and p.pid:
+                            os.kill(p.pid, signal.SIGINT)
+                    interrupted_at -= 1  # once
                 kind, payload = events.get(timeout=0.5)
+            except KeyboardInterrupt:  # Ctrl-C reached the workers too: collect their partial results
+                if interrupted_at:
+                    raise
+                interrupted_at = time.monotonic()
+                deadline = interrupted_at + INTERRUPT_WAIT
+                continue
             except queue.Empty:
                 if not any(p.is_alive() for p in procs):
                     # drain anything still in flight before concluding
@@ -94,6 +114,8 @@ def run_plan(plan: Plan, target: Target, agg: Aggregator) -> None:
             agg.on_event(kind, payload)
             if kind in ("result", "failed"):
                 done += 1
+                if "worker" in payload:
+                    reported.add(int(payload["worker"]))
     finally:
         for p in procs:
             p.join(timeout=5)

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
+from loadtest.explain import explain
 from loadtest.plan import Plan, Target
 from loadtest.tracker import new_histogram
 
@@ -186,6 +187,8 @@ class Aggregator:
             "timeline": self.timeline(),
         }
         out["server"] = self._server(rs, deliveries)
+        out["explanations"] = [list(e) for e in explain(out["errors"], out["disconnects"])]
+        out["interrupted"] = next((r["interrupted"] for r in rs if r.get("interrupted")), "")
         return out
 
     def _server(self, rs: list[dict[str, Any]], deliveries: int) -> dict[str, Any]:

@@ -26,8 +26,16 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
-class HandshakeError(Exception):
-    """The server did not answer the upgrade with 101 and a valid accept key."""
+class HandshakeError(ConnectionError):
+    """The server did not answer the upgrade with 101 and a valid accept key.
+
+    ``status`` is the HTTP status it answered instead (503: Squall's connection
+    rate limit), 0 when the answer was not a status line or had a bad key.
+    """
+
+    def __init__(self, why: str, status: int = 0) -> None:
+        self.status = status
+        super().__init__(why)
 
 
 def mask_payload(mask: bytes, data: bytes) -> bytes:
@@ -108,7 +116,8 @@ class WebSocketClient(asyncio.Protocol):
             status, _, rest = head.partition("\r\n")
             parts = status.split(" ", 2)
             if len(parts) < 2 or parts[1] != "101":
-                self._fail_handshake(f"HTTP status {status!r}")
+                code = parts[1] if len(parts) >= 2 else ""
+                self._fail_handshake(f"HTTP status {status!r}", int(code) if code.isdigit() else 0)
                 return
             headers = {}
             for line in rest.split("\r\n"):
@@ -212,9 +221,9 @@ class WebSocketClient(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def _fail_handshake(self, why: str) -> None:
+    def _fail_handshake(self, why: str, status: int = 0) -> None:
         if not self._handshake.done():
-            self._handshake.set_exception(HandshakeError(why))
+            self._handshake.set_exception(HandshakeError(why, status))
         self.closed = True
         if self.transport is not None:
             self.transport.abort()

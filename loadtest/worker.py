@@ -11,15 +11,18 @@ import asyncio
 import functools
 import logging
 import random
+import threading
 import time
 from typing import Any, Callable, Protocol
 
 import jwt
 
+from loadtest.api_publish import ApiPublisher
 from loadtest.plan import Plan, Target
 from loadtest.protocol import CommandError, Conn, Reply
 from loadtest.serverstats import ServerSampler
 from loadtest.tracker import Tracker
+from loadtest.websocket import HandshakeError
 
 log = logging.getLogger("loadtest")
 
@@ -29,11 +32,16 @@ Emit = Callable[[str, dict[str, Any]], None]
 class Sync(Protocol):
     async def wait(self, point: str) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 class NoSync:
     """A single worker has nobody to wait for."""
 
     async def wait(self, point: str) -> None:
+        return None
+
+    def abort(self) -> None:
         return None
 
 
@@ -55,6 +63,7 @@ class Worker:
         self.tracker = Tracker(track_positions=plan.scenario == "churn")
         self.conns: dict[int, Conn] = {}
         self.sampler = ServerSampler(target.server_pid, target.stats_url, target.stats_key) if index == 0 else None
+        self.api: ApiPublisher | None = None
         self.t0 = 0.0
         self.run_started = 0.0
         self.storm_seconds = 0.0
@@ -71,6 +80,10 @@ class Worker:
         self.t0 = time.monotonic()
         ticker = asyncio.ensure_future(self._ticker())
         samples: dict[str, dict[str, float]] = {}
+        connect_seconds = run_seconds = 0.0
+        t_connect = time.monotonic()
+        tasks: list[asyncio.Future[None]] = []
+        interrupted = ""
         try:
             await self.sync.wait("start")
             if self.sampler:
@@ -82,6 +95,9 @@ class Worker:
             await self.sync.wait("connected")
             if self.sampler:
                 samples["connected"] = self.sampler.sample(with_stats=True)
+            if self.target.publish_via == "api":
+                self.api = ApiPublisher(self.target.api_url, self.target.api_key, plan.connect_timeout)
+                await self.api.start()
             self.phase = "run"
             self.run_started = time.monotonic()
             self.tracker.measure_from_us = time.time_ns() // 1000 + int(plan.warmup * 1e6)
@@ -98,9 +114,22 @@ class Worker:
             await self.sync.wait("drained")
             if self.sampler:
                 samples["end"] = self.sampler.sample(with_stats=True)
+        except (asyncio.CancelledError, threading.BrokenBarrierError):
+            # Ctrl-C (the runner cancels the main task) or another worker
+            # stopped: report what was measured so far, marked as partial.
+            interrupted = self.phase
+            self.sync.abort()  # release the other workers waiting at a barrier
+            for t in tasks:
+                t.cancel()
+            if self.phase == "connect":
+                connect_seconds = time.monotonic() - t_connect
+            if self.run_started:
+                run_seconds = time.monotonic() - self.run_started
         finally:
             ticker.cancel()
             self.phase = "close"
+            if self.api is not None:
+                await self.api.close()
             for c in self.conns.values():
                 c.close()
             await asyncio.sleep(0.05)
@@ -112,6 +141,7 @@ class Worker:
             run_seconds=run_seconds,
             storm_seconds=self.storm_seconds,
             server=samples,
+            interrupted=interrupted,
         )
         return result
 
@@ -153,7 +183,8 @@ class Worker:
             return False
         except (OSError, asyncio.TimeoutError, ConnectionError, ValueError) as e:
             self.tracker.connect_failures += 1
-            self.tracker.error("reconnect" if recover else "connect", type(e).__name__)
+            code = f"http-{e.status}" if isinstance(e, HandshakeError) and e.status else type(e).__name__
+            self.tracker.error("reconnect" if recover else "connect", code)
             log.debug("connect %d failed: %s", i, e)
             conn.close()
             return False
@@ -258,7 +289,10 @@ class Worker:
             data = {"s": seqs[ch], "t": time.time_ns() // 1000, "p": pid, "x": pad}
             inflight += 1
             sent += 1
-            conn.send("publish", {"channel": ch, "data": data}, callbacks[ch])
+            if self.api is not None:
+                self.api.publish(ch, data, callbacks[ch])
+            else:
+                conn.send("publish", {"channel": ch, "data": data}, callbacks[ch])
             if not total_rate and sent % 32 == 0:
                 await asyncio.sleep(0)  # let replies and pushes in
         deadline = time.monotonic() + 10.0
