@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from aiohttp import ClientSession, TCPConnector
 from cent import AsyncClient, CentApiResponseError, CentError, HistoryRequest, PublishRequest
 from centrifuge import (
     Client,
@@ -273,7 +274,7 @@ class Report:
 class FaultRig:
     """Two nodes, SDK subscribers on both, API publishers to both, and the final accounting."""
 
-    def __init__(self, redis: RedisServer, mongo: SecantusServer, start_node: Callable[..., SquallProcess],
+    def __init__(self, redis: RedisServer, mongo: SecantusServer, start_node: Callable[..., SquallProcess],  # noqa: PLR0913
                  *, channels: int = 4, clients: int = 8, roamers: int = 8, rate: float = 40.0, seed: str = "") -> None:
         self.redis = redis
         self.mongo = mongo
@@ -325,27 +326,38 @@ class FaultRig:
         await asyncio.sleep(0.2)  # let the SDK's closing tasks finish before the loop goes
 
     def node_api(self, i: int) -> AsyncClient:
-        return AsyncClient(self.nodes[i].url + "/api", API_KEY, timeout=8.0)
+        # no connection cap: an open-loop publisher may have hundreds of requests waiting on a stalled store
+        session = ClientSession(connector=TCPConnector(limit=0))
+        return AsyncClient(self.nodes[i].url + "/api", API_KEY, timeout=8.0, session=session)
 
     # -------------------------------------------------------------- traffic
     async def traffic(self, seconds: float, fault: Callable[[], Any] | None = None, fault_at: float = 0.0,
-                      workers: int = 8) -> None:
-        """Publish at ``rate``/s for ``seconds`` through both nodes' APIs, running ``fault`` at ``fault_at``."""
+                      max_in_flight: int = 600) -> None:
+        """Publish at ``rate``/s for ``seconds`` through both nodes' APIs, running ``fault`` at ``fault_at``.
+
+        Open loop, as independent backends publish: a publication starts on schedule
+        however long earlier ones wait for their acknowledgement (bounded in flight)."""
         start = self.clock()
         end = start + seconds
-        budget = int(self.rate * seconds) + 1  # bounded in count as well as time
+        budget = int(self.rate * seconds)  # bounded in count as well as time
         apis = [self.node_api(0), self.node_api(1)]
-        interval = workers / self.rate
+        in_flight = asyncio.Semaphore(max_in_flight)
 
-        async def worker(w: int) -> None:
-            nxt = self.clock() + w * interval / workers
-            while self.clock() < end and self._next_id < budget:
-                pub_id, self._next_id = self._next_id, self._next_id + 1
+        async def one(pub_id: int) -> None:
+            async with in_flight:
                 node = pub_id % 2
                 ch = self.channels[(pub_id // 2) % len(self.channels)]
                 self.outcomes.append(await publish_one(apis[node], "AB"[node], ch, pub_id, self.clock))
-                nxt += interval
-                await asyncio.sleep(max(0.0, nxt - self.clock()))
+
+        async def publisher() -> None:
+            tasks = []
+            for n in range(budget):
+                await asyncio.sleep(max(0.0, start + n / self.rate - self.clock()))
+                if self.clock() >= end:
+                    break
+                pub_id, self._next_id = self._next_id, self._next_id + 1
+                tasks.append(asyncio.ensure_future(one(pub_id)))
+            await asyncio.gather(*tasks)
 
         async def roam(client: Client) -> None:
             # a client on a bad network: online a moment, away a moment, back with recovery
@@ -366,7 +378,7 @@ class FaultRig:
                 self.fault_window = (began, self.clock())
 
         try:
-            await asyncio.gather(run_fault(), *(worker(w) for w in range(workers)),
+            await asyncio.gather(run_fault(), publisher(),
                                  *(roam(c) for c in self.clients[self.n_steady:]))
         finally:
             for api in apis:
