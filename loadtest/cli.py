@@ -251,12 +251,12 @@ def run(args: argparse.Namespace) -> int:
     print(table(summary))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(summary, indent=1))
+    reasons = check_thresholds(summary, args.max_loss, args.max_errors)
     if args.html_path:
-        Path(args.html_path).write_text(html_report(summary))
+        Path(args.html_path).write_text(html_report(summary, reasons))
     if summary["interrupted"]:
         print(f"loadtest: interrupted in the {summary['interrupted']} phase: the numbers above are partial", file=sys.stderr)
         return 130
-    reasons = check_thresholds(summary, args.max_loss, args.max_errors)
     for r in reasons:
         print(f"loadtest: FAIL: {r}", file=sys.stderr)
     return 1 if reasons else 0

@@ -189,6 +189,7 @@ class Aggregator:
         out["server"] = self._server(rs, deliveries)
         out["explanations"] = [list(e) for e in explain(out["errors"], out["disconnects"])]
         out["interrupted"] = next((r["interrupted"] for r in rs if r.get("interrupted")), "")
+        out["tool_version"] = tool_version()
         return out
 
     def _server(self, rs: list[dict[str, Any]], deliveries: int) -> dict[str, Any]:
@@ -210,6 +211,23 @@ class Aggregator:
             before = conn.get("deliveries", start.get("deliveries", 0.0))
             out["deliveries"] = int(end["deliveries"] - before)
         return out
+
+
+def tool_version() -> str:
+    """Squall's version: the installed distribution's, or from the checkout's pyproject.toml."""
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if not __name__.startswith("squall.") and pyproject.is_file():
+        import tomllib
+
+        with open(pyproject, "rb") as f:
+            return str(tomllib.load(f).get("project", {}).get("version", "unknown"))
+    try:
+        return version("squall")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def check_thresholds(summary: dict[str, Any], max_loss: str, max_errors: int) -> list[str]:

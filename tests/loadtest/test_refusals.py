@@ -13,7 +13,8 @@ from typing import Iterator
 import pytest
 
 from loadtest.explain import explain
-from loadtest.report import table
+from loadtest.report import html_report, table
+from loadtest.summary import check_thresholds
 from tests.helpers.squall_process import ROOT, SquallProcess, start_squall
 from tests.loadtest.conftest import RunTool
 
@@ -91,6 +92,9 @@ def test_publish_refused_on_a_backend_only_namespace_then_api_publishes(squall: 
     labels = [label for label, _ in s["explanations"]]
     assert any(label.startswith("publish:103") for label in labels)
     assert "--publish-via api" in table(s)
+    page = html_report(s, check_thresholds(s, "0", 0))  # a failed run's page: the verdict, no empty latency section
+    assert 'class="verdict fail">FAIL' in page and "errors " in page and "--publish-via api" in page
+    assert "no latency to show" in page and "End-to-end latency per second" not in page
     rc, s = run_tool("broadcast", *url, "--subscribers", "20", "--rate", "50", "--duration", "1",
                      "--publish-via", "api", "--api-key", API_KEY)
     assert rc == 0, s["errors"]
