@@ -170,3 +170,23 @@ def test_serve_names_a_missing_hooks_module(env: Path, outside: Path) -> None:
     r = squall(env, outside, "serve", "--hooks", "nopkg.hooks:make")
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "hooks" in r.stderr and "PYTHONPATH" in r.stderr
+
+
+def test_pipx_install_from_the_checkout(tmp_path: Path, outside: Path) -> None:
+    """`pipx install <checkout>` (its own venv, build isolation, deps from the index) gives a working `squall`."""
+    tools = tmp_path / "tools"
+    venv.create(tools, with_pip=True)
+    r = subprocess.run([str(tools / "bin" / "python"), "-m", "pip", "install", "-q", "pipx"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = {**_env(outside), "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin"),
+           "PIPX_MAN_DIR": str(tmp_path / "man")}
+    r = subprocess.run([str(tools / "bin" / "pipx"), "install", str(ROOT)], capture_output=True, text=True,
+                       timeout=600, env={**env, "PYTHONPATH": ""}, cwd=outside)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run([str(tmp_path / "bin" / "squall"), "--version"], capture_output=True, text=True,
+                       timeout=60, env=env, cwd=outside)
+    assert r.returncode == 0 and r.stdout.startswith("squall "), r.stderr
+    r = subprocess.run([str(tmp_path / "bin" / "squall"), "checkconfig", "--offline"], capture_output=True, text=True,
+                       timeout=60, env=env, cwd=outside)
+    assert r.returncode == 0 and "configuration ok" in r.stdout, r.stderr
