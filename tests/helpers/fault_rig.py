@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from aiohttp import ClientSession, TCPConnector
-from cent import AsyncClient, CentApiResponseError, CentError, HistoryRequest, PublishRequest
+from cent import AsyncClient, CentApiResponseError, CentError, HistoryRequest, PresenceRequest, PublishRequest
 from centrifuge import (
     Client,
     PublicationContext,
@@ -42,6 +42,7 @@ from tests.helpers.squall_process import OPEN_NAMESPACE, SquallProcess, test_con
 API_KEY = "fault-suite-key"
 MONGO_DB = "faults"
 HOT_WINDOW = 20
+PRESENCE_TTL = 3  # seconds: a killed node's presence entries must be gone this long after
 
 
 # ------------------------------------------------------------------ recording
@@ -218,11 +219,12 @@ async def publish_one(api: AsyncClient, node: str, channel: str, pub_id: int, cl
 def rig_config(redis: RedisServer, mongo: SecantusServer) -> dict[str, Any]:
     """Redis engine, MongoDB history, the server API on, a history namespace big enough for a run."""
     ns = {**OPEN_NAMESPACE, "name": "faults", "history_size": 100000, "history_ttl": 3600,
-          "force_recovery": True, "presence": False, "join_leave": False}
+          "force_recovery": True, "presence": True, "join_leave": False}
     # a small Redis window, so a client away for more than HOT_WINDOW / per-channel rate
     # seconds recovers partly from MongoDB (the path of issue 20's cause 2)
     return test_config(engine="redis", redis_urls=[redis.url], history="mongo", mongo_url=mongo.url,
-                       mongo_database=MONGO_DB, api_key=API_KEY, namespaces=[ns], history_hot_window=HOT_WINDOW)
+                       mongo_database=MONGO_DB, api_key=API_KEY, namespaces=[ns], history_hot_window=HOT_WINDOW,
+                       presence_ttl=PRESENCE_TTL)
 
 
 @dataclass
@@ -240,6 +242,7 @@ class Report:
     duplicates: int = 0
     recoveries: int = 0
     stuck: list[str] = field(default_factory=list)
+    presence: list[str] = field(default_factory=list)  # channels whose presence is not the connected clients
     errors: dict[str, int] = field(default_factory=dict)
     traffic_s: float = 0.0
     total_s: float = 0.0
@@ -251,7 +254,7 @@ class Report:
                 f"(stored anyway {self.refused_stored}; {errs}) acked_missing_history={len(self.missing_history)} "
                 f"acked_missing_clients={len(self.missing_clients)} pairs={self.pairs} "
                 f"silent_gaps={len(self.silent)} flagged_gaps={len(self.flagged)} duplicates={self.duplicates} "
-                f"recovered_true={self.recoveries} stuck={len(self.stuck)} "
+                f"recovered_true={self.recoveries} stuck={len(self.stuck)} presence_wrong={len(self.presence)} "
                 f"fault=t{self.fault_window[0]:.1f}-{self.fault_window[1]:.1f}s "
                 f"traffic={self.traffic_s:.1f}s total={self.total_s:.1f}s")
 
@@ -263,6 +266,7 @@ class Report:
         lines += [f"  acked missing in history: id {o.pub_id} {o.channel} epoch {o.epoch} offset {o.offset} "
                   f"acked by {o.node} at t={o.t:.2f}s" for o in self.missing_history[:limit]]
         lines += [f"  stuck: {s}" for s in self.stuck[:limit]]
+        lines += [f"  presence: {s}" for s in self.presence[:limit]]
         kinds: dict[str, int] = {}
         for _, f in self.flagged:
             kinds[f.kind] = kinds.get(f.kind, 0) + 1
@@ -433,6 +437,30 @@ class FaultRig:
         seg = a.current
         return a.subscribed and seg is not None and seg.epoch == final[0] and seg.last >= final[1]
 
+    async def presence_mismatches(self, timeout: float = 3 * PRESENCE_TTL + 5) -> list[str]:
+        """Channels whose presence (read through node B's API) is not exactly the connected clients,
+        after waiting long enough for a dead connection's entry to expire (bounded)."""
+        expected = {c.client_id for c in self.clients}
+        api = self.node_api(1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                wrong = []
+                for ch in self.channels:
+                    try:
+                        got = set((await api.presence(PresenceRequest(channel=ch))).presence)
+                    except (CentError, OSError, asyncio.TimeoutError) as e:
+                        wrong.append(f"{ch}: {type(e).__name__}")
+                        continue
+                    if got != expected:
+                        wrong.append(f"{ch}: {len(got - expected)} extra, {len(expected - got)} missing "
+                                     f"of {len(expected)}")
+                if not wrong or time.monotonic() > deadline:
+                    return wrong
+                await asyncio.sleep(0.5)
+        finally:
+            await api.close()
+
     async def stored_ids(self) -> dict[str, set[Any]]:
         """Publication ids per channel in MongoDB itself (the durable history)."""
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo.url, serverSelectionTimeoutMS=10000)
@@ -476,5 +504,6 @@ class FaultRig:
                 for seg in a.segments:
                     if seg.covers(o.epoch, o.offset) and seg.received.get(o.offset) != o.pub_id:
                         rep.missing_clients.append((pair, o))
+        rep.presence = await self.presence_mismatches()
         rep.total_s = self.clock()
         return rep
