@@ -10,6 +10,9 @@ import tornado.web
 from handlers.admin import admin_routes
 from handlers.api import api_routes
 from handlers.context import Context
+from handlers.emulation import EmulationHandler
+from handlers.emulation_sessions import EmulationSessions
+from handlers.emulation_transport import HttpStreamBidiHandler, SSEBidiHandler
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.http_stream import HttpStreamHandler
 from handlers.metrics import Metrics, MetricsHandler
@@ -30,7 +33,12 @@ def routes(ctx: Context, backends: Backends, metrics: Metrics, static_dir: Path)
     ]
     table += admin_routes(ctx, static_dir)
     table += api_routes(ctx)
+    emulated = {"ctx": ctx, "sessions": EmulationSessions(ctx.hub)}
     table += [
+        # centrifuge-js's bidirectional fallbacks (Centrifugo's routes); the uni ones stay apart
+        (r"/connection/http_stream", HttpStreamBidiHandler, emulated),
+        (r"/connection/sse", SSEBidiHandler, emulated),
+        (r"/emulation", EmulationHandler, emulated),
         (r"/connection/uni_sse", SSEHandler, {"ctx": ctx}),
         (r"/connection/uni_http_stream", HttpStreamHandler, {"ctx": ctx}),
         (r"/dashboard", PageHandler, {"path": str(static_dir / "dashboard.html")}),

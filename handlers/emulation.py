@@ -1,0 +1,84 @@
+"""``POST /emulation``: the later commands of an emulated session.
+
+centrifuge-js's ``http_stream`` and ``sse`` transports send each batch of
+commands as ``{"session": "...", "node": "...", "data": "<commands>"}`` where
+``data`` is the JSON protocol's frame (newline-separated commands) as a
+string. The batch runs on the session's node (:mod:`handlers.emulation_sessions`);
+its replies arrive on the session's stream, not in this response.
+
+Answers, as Centrifugo's: 204 accepted (also for an unknown session on a
+known node: the commands are dropped); 400 malformed body; 404 unknown node;
+413 body over ``max_message_size``; 403 origin not allowed. The body of an
+error answer says what was wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import orjson
+
+from channels.errors import BackendUnavailable
+from handlers.context import Context
+from handlers.emulation_sessions import EmulationSessions, UnknownNode
+from handlers.uni import UniHandler
+
+log = logging.getLogger("squall.emulation")
+
+
+def parse_request(body: bytes) -> tuple[str, str, bytes]:
+    """(node, session, data) of an emulation request; ValueError saying what is wrong."""
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ValueError("body must be JSON") from None
+    if not isinstance(req, dict):
+        raise ValueError("body must be a JSON object")
+    node, session, data = req.get("node"), req.get("session"), req.get("data")
+    if not isinstance(session, str) or not session:
+        raise ValueError("session required")
+    if not isinstance(node, str) or not node:
+        raise ValueError("node required")
+    if not isinstance(data, str):
+        raise ValueError("data must be a string (the JSON protocol's commands)")
+    return node, session, data.encode("utf-8", "surrogatepass")
+
+
+class EmulationHandler(UniHandler):
+    def initialize(self, ctx: Context, sessions: EmulationSessions) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.sessions = sessions
+
+    def _answer(self, status: int, why: str = "") -> None:
+        self.set_status(status)
+        if why:
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(why)
+        else:
+            self.finish()
+
+    async def post(self) -> None:
+        if not self._origin_ok():
+            self._answer(403, "origin not allowed")
+            return
+        body = self.request.body
+        if len(body) > self.ctx.options.max_message_size:
+            self._answer(413, "emulation request too large")
+            return
+        if self.request.headers.get("Content-Type", "").startswith("application/octet-stream"):
+            self._answer(415, "only the JSON protocol is served on emulated transports")
+            return
+        try:
+            node, session, data = parse_request(body)
+        except ValueError as e:
+            log.info("bad emulation request from %s: %s", self.request.remote_ip, e)
+            self._answer(400, str(e))
+            return
+        try:
+            await self.sessions.deliver(node, session, data)
+        except UnknownNode:
+            self._answer(404, "unknown node")
+            return
+        except BackendUnavailable:
+            self._answer(503, "cannot reach the session's node now")
+            return
+        self._answer(204)
