@@ -30,6 +30,7 @@ from centrifuge import (
     PublicationContext,
     SubscribedContext,
     SubscribingContext,
+    SubscriptionErrorContext,
     SubscriptionEventHandler,
     UnsubscribedContext,
 )
@@ -87,6 +88,7 @@ class OffsetRecorder(SubscriptionEventHandler):
         self.node = node
         self.channel = channel
         self.events: list[Event] = []
+        self.errors: list[str] = []  # subscribe errors the SDK reported (it retries them)
         self._clock = clock
 
     async def on_subscribing(self, ctx: SubscribingContext) -> None:
@@ -99,6 +101,9 @@ class OffsetRecorder(SubscriptionEventHandler):
 
     async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
         self.events.append(Unsubscribed(self._clock(), ctx.code, ctx.reason))
+
+    async def on_error(self, ctx: SubscriptionErrorContext) -> None:
+        self.errors.append(f"t={self._clock():.2f} {ctx.code} {ctx.error!r}")
 
     async def on_publication(self, ctx: PublicationContext) -> None:
         data = ctx.pub.data
@@ -318,7 +323,10 @@ class FaultRig:
             self.clients.append(client)
         deadline = time.monotonic() + 20
         while not all(analyse(r.events).subscribed for r in self.recorders):
-            assert time.monotonic() < deadline, "subscribers did not all subscribe"
+            if time.monotonic() > deadline:
+                waiting = [f"{r.client} {r.channel}: {r.events[-3:]} errors {r.errors[-3:]}" for r in self.recorders
+                           if not analyse(r.events).subscribed]
+                raise AssertionError(f"{len(waiting)} subscriptions not subscribed in 20 s:\n" + "\n".join(waiting[:10]))
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:

@@ -18,8 +18,10 @@ from tests.helpers.mongo_server import SecantusFactory, secantus_factory  # noqa
 from tests.helpers.redis_server import RedisServer, redis_factory  # noqa: F401
 from tests.helpers.squall_process import SquallProcess, squall_factory  # noqa: F401
 
-TRAFFIC_S = 16.0  # seconds of publishing per scenario
-FAULT_AT = 4.0  # the fault starts this long into the traffic
+STEADY, ROAMING = 12, 12  # SDK clients that stay connected / that drop and recover every few seconds
+RATE = 60.0  # API publications per second, over 4 channels and both nodes
+TRAFFIC_S = 20.0  # seconds of publishing per scenario
+FAULT_AT = 5.0  # the fault starts this long into the traffic
 DOWN_S = 4.0  # how long a killed Redis or node stays down
 MONGO_DOWN_S = 7.0  # longer than the 5 s durable-write timeout, so publishes are refused
 
@@ -87,7 +89,8 @@ async def test_fault_under_traffic(
 ) -> None:
     """One fault under traffic: 0 acknowledged publications missing and 0 silent gaps."""
     # --sync-on-commit: an acknowledged write survives SecantusDB's SIGKILL (without it, it may not)
-    rig = FaultRig(redis_factory(), secantus_factory(("--sync-on-commit",)), squall_factory, seed=scenario)
+    rig = FaultRig(redis_factory(), secantus_factory(("--sync-on-commit",)), squall_factory,
+                   clients=STEADY, roamers=ROAMING, rate=RATE, seed=scenario)
     try:
         await rig.start()
         t = rig.clock()
@@ -103,3 +106,4 @@ async def test_fault_under_traffic(
     assert not rep.silent, "silent gaps:\n" + rep.details()
     assert not rep.missing_clients, "acknowledged publications missing at clients:\n" + rep.details()
     assert not rep.stuck, "clients that never caught up with their channel:\n" + rep.details()
+    assert not rep.presence, "presence is not the connected clients:\n" + rep.details()
