@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,42 @@ def rewrite_imports(source: str, filename: str = "<source>") -> str:
     return "".join(lines)
 
 
+def subpackages(package_dir: dict[str, str], root: Path) -> list[str]:
+    """Every package below the mapped ones (``handlers/proto`` -> ``squall.handlers.proto``).
+
+    pyproject.toml lists only the mapped top packages; a subpackage another
+    engineer adds must ship without anyone editing the packaging.
+    """
+    out = []
+    for name, rel in package_dir.items():
+        if not name.startswith(ROOT_PACKAGE + ".") or name.count(".") != 1:
+            continue
+        base = root / rel
+        for init in sorted(base.rglob("__init__.py")):
+            sub = init.parent.relative_to(base)
+            if sub.parts and "__pycache__" not in sub.parts:
+                out.append(".".join((name, *sub.parts)))
+    return out
+
+
 class BuildPy(build_py):
-    """setuptools' build_py, then the rewrite and the ``squall`` package's own modules."""
+    """setuptools' build_py, then the rewrite and the ``squall`` package's own modules.
+
+    Its package list (which sdist reads too) gains every subpackage.
+    """
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        listed: list[str] = list(getattr(self, "packages", None) or [])
+        found = subpackages(dict(self.distribution.package_dir or {}), Path.cwd())
+        self.packages = listed + [p for p in found if p not in listed]
 
     def run(self) -> None:
-        super().run()
         root = Path(self.build_lib) / ROOT_PACKAGE
+        # An in-tree build (pip install ., pipx) reuses build/lib: a module
+        # deleted from the checkout since must not ship from there.
+        shutil.rmtree(root, ignore_errors=True)
+        super().run()
         for path in sorted(root.rglob("*.py")):
             path.write_text(rewrite_imports(path.read_text(), str(path)))
         (root / "__init__.py").write_text(INIT)

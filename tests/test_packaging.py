@@ -97,6 +97,11 @@ def test_wheel_has_one_import_name_and_no_bare_imports(wheel: Path) -> None:
         for pkg in OWN:
             assert f"squall/{pkg}/__init__.py" in names
         assert "squall/static/index.html" in names and "squall/server/demo.toml" in names
+        for pkg in OWN:  # every module of the checkout ships, subpackages (handlers/proto) included
+            for path in (ROOT / pkg).rglob("*.py"):
+                rel = path.relative_to(ROOT)
+                if "__pycache__" not in rel.parts and rel.name != "wheel_build.py":
+                    assert f"squall/{rel.as_posix()}" in names, rel
         for n in names:
             if n.endswith(".py"):
                 text = z.read(n).decode()

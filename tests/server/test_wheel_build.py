@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.wheel_build import UnsupportedImport, rewrite_imports
@@ -38,3 +40,15 @@ def test_bare_import_of_own_package_fails_the_build() -> None:
     """`import channels.x` would bind the bare name: the build refuses it rather than ship it."""
     with pytest.raises(UnsupportedImport, match="import channels.hub"):
         rewrite_imports("import channels.hub\n", "m.py")
+
+
+def test_subpackages_of_mapped_directories_are_found(tmp_path: Path) -> None:
+    """A package directory someone adds below handlers/ ships as squall.handlers.<name>, caches excluded."""
+    from server.wheel_build import subpackages
+
+    for d in ("handlers", "handlers/proto", "handlers/proto/deep", "handlers/__pycache__/x", "handlers/data"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    for d in ("handlers", "handlers/proto", "handlers/proto/deep", "handlers/__pycache__/x"):
+        (tmp_path / d / "__init__.py").write_text("")
+    found = subpackages({"squall.handlers": "handlers", "squall.static": "static", "other": "x"}, tmp_path)
+    assert found == ["squall.handlers.proto", "squall.handlers.proto.deep"]
