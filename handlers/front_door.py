@@ -32,7 +32,7 @@ from tornado.httputil import HTTPHeaders, HTTPInputError, parse_request_start_li
 from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.websocket import WS_PATH, adopt, lean_connection
-from handlers.ws_handshake import client_ip, query_format, upgrade_refusal
+from handlers.ws_handshake import client_ip, offered_subprotocols, query_format, upgrade_refusal
 
 log = logging.getLogger("squall.ws")
 
@@ -128,7 +128,7 @@ class FrontDoor(HTTPServer):
             sock.close()
             return True
         conn = lean_connection(
-            ctx, headers["Sec-WebSocket-Key"], query_format(query),
+            ctx, headers["Sec-WebSocket-Key"], query_format(query), offered_subprotocols(headers),
             client_ip(headers, address[0]), taken[end + 4 :],
         )
         self.upgrades += 1

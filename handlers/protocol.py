@@ -15,6 +15,7 @@ docs/PROTOCOL.md has the forms and how a client selects one.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
@@ -23,17 +24,18 @@ import orjson
 from channels import errors
 from channels.errors import SquallError
 from handlers import codec
-from handlers.codec import MAX_COMMANDS_PER_FRAME, MAX_ID, Command, ProtocolError
+from handlers.codec import MAX_COMMANDS_PER_FRAME, MAX_ID, MAX_MESSAGE_SIZE, Command, ProtocolError
 from handlers.codec_json import JSON as _JSON
 from handlers.codec_json import json_default
 from handlers.codec_msgpack import MSGPACK as _MSGPACK
 from handlers.codec_protobuf import PROTOBUF as _PROTOBUF
+from handlers.codec_protobuf import ProtobufCodec
 from handlers.commands import METHODS  # the command table is the one list of methods
 
 __all__ = [
     "FORMATS", "MAX_COMMANDS_PER_FRAME", "MAX_ID", "METHODS", "Codec", "Command", "JSON", "MSGPACK",
     "PROTOBUF", "SUBPROTOCOLS", "ProtocolError", "check_data", "codec_for", "decode_frame", "decode_reply_stream",
-    "negotiate",
+    "formats", "negotiate",
 ]
 
 # format name (the ``format`` query argument) -> its codec
@@ -59,8 +61,8 @@ class Codec:
 
     __slots__ = ("name", "binary", "subprotocol", "ping", "_impl")
 
-    def __init__(self, name: str) -> None:
-        impl = _format(name)
+    def __init__(self, name: str, impl: codec.Codec | None = None) -> None:
+        impl = _format(name) if impl is None else impl
         self._impl = impl
         self.name = impl.name
         self.binary = impl.binary
@@ -106,7 +108,20 @@ def codec_for(fmt: str) -> Codec:
         raise ValueError(f"unknown format {fmt!r}") from None
 
 
-def negotiate(query_format: str | None, offered: Iterable[str] = ()) -> tuple[Codec, str | None]:
+@lru_cache(maxsize=8)
+def formats(max_message_size: int = MAX_MESSAGE_SIZE) -> Mapping[str, Codec]:
+    """The codecs of a server whose ``max_message_size`` is given: the protobuf
+    one refuses a declared length over it (1009). Built once per size and
+    shared (they are immutable); the default size gives the module's codecs."""
+    if max_message_size == MAX_MESSAGE_SIZE:
+        return _BY_NAME
+    protobuf = Codec("protobuf", ProtobufCodec(max_message_size=max_message_size))
+    return MappingProxyType({"json": JSON, "msgpack": MSGPACK, "protobuf": protobuf})
+
+
+def negotiate(
+    query_format: str | None, offered: Iterable[str] = (), max_message_size: int = MAX_MESSAGE_SIZE,
+) -> tuple[Codec, str | None]:
     """The codec of a WebSocket upgrade and the Sec-WebSocket-Protocol to answer (None: no header).
 
     As Centrifugo: an offered ``centrifuge-protobuf`` selects protobuf (current
@@ -115,9 +130,13 @@ def negotiate(query_format: str | None, offered: Iterable[str] = ()) -> tuple[Co
     if the client offered it. ValueError for an unknown ``format``.
     """
     offered = set(offered)
+    codecs = formats(max_message_size)
     if _PROTOBUF.subprotocol in offered:
-        return PROTOBUF, _PROTOBUF.subprotocol
-    chosen = codec_for(query_format or "json")
+        return codecs["protobuf"], _PROTOBUF.subprotocol
+    try:
+        chosen = codecs[query_format or "json"]
+    except KeyError:
+        raise ValueError(f"unknown format {query_format!r}") from None
     return chosen, chosen.subprotocol if chosen.subprotocol in offered else None
 
 

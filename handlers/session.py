@@ -35,7 +35,7 @@ from handlers.commands_connection import server_refresh
 from handlers.context import Context
 from handlers.expiry import deadline, due, first_deadline
 from handlers.limits import TokenBucket
-from handlers.protocol import Command, ProtocolError, check_data, decode_frame
+from handlers.protocol import Command, ProtocolError, check_data
 from handlers.reply import Reply
 from handlers.wire import WIRE_OUTPUT, Output, Wire
 
@@ -203,7 +203,7 @@ class ClientSession:
             return
         self._pong_at = time.monotonic()  # any frame proves the peer is alive
         try:
-            commands = decode_frame(data, self.wire.codec.name)
+            commands = self.wire.codec.decode_commands(data)
         except ProtocolError as e:
             log.info("bad frame from client=%s: %s", self.client_id, e)
             self.disconnect(e.disconnect, str(e)[:100])

@@ -26,10 +26,10 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler as _Tornado
 from channels import errors
 from handlers.context import Context
 from handlers.origins import origin_allowed
-from handlers.protocol import Codec, codec_for
+from handlers.protocol import Codec, codec_for, negotiate
 from handlers.session import ClientSession
 from handlers.ws_conn import WSConnection
-from handlers.ws_handshake import Refusal, switching_protocols, upgrade_refusal
+from handlers.ws_handshake import Refusal, offered_subprotocols, query_format, switching_protocols, upgrade_refusal
 from handlers.out_queue import OutQueue
 
 log = logging.getLogger("squall.ws")
@@ -106,6 +106,8 @@ class WebSocketHandler(_TornadoWS):
         self.ctx = ctx
         self.session: ClientSession | None = None
         self.wire: WSWire | None = None
+        self._codec: Codec | None = None  # the stock path's, chosen in the handshake (None: unknown format)
+        self._negotiated = False
 
     def check_origin(self, origin: str) -> bool:
         ok = origin_allowed(origin, self.request.host, self.ctx.options.allowed_origins)
@@ -146,22 +148,36 @@ class WebSocketHandler(_TornadoWS):
             return
         sock, early = taken
         conn = lean_connection(
-            self.ctx, headers["Sec-WebSocket-Key"], self.get_query_argument("format", "json"),
+            self.ctx, headers["Sec-WebSocket-Key"], query_format(self.request.query), offered_subprotocols(headers),
             self.request.remote_ip or "", early,
         )
         await adopt(conn, sock)
 
     # ------------------------------------------------------------ stock path
+    def _negotiate(self, offered: list[str]) -> str | None:
+        self._negotiated = True
+        try:
+            self._codec, answer = negotiate(query_format(self.request.query), offered, self.ctx.options.max_message_size)
+        except ValueError:
+            self._codec, answer = None, None
+        return answer
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        """Tornado asks this during the handshake when the client offered subprotocols."""
+        return self._negotiate(subprotocols)
+
     def open(self, *args: str, **kwargs: str) -> None:
-        fmt = self.get_query_argument("format", "json")
-        if fmt not in ("json", "msgpack"):
+        if not self._negotiated:
+            self._negotiate([])  # select_subprotocol is not called without an offer
+        codec = self._codec
+        if codec is None:
             self.close(errors.BAD_REQUEST.code, "unknown format")
             return
         self.set_nodelay(True)
         assert self.ws_connection is not None
         stream = self.ws_connection.stream  # type: ignore[attr-defined]
         assert stream is not None
-        wire = WSWire(self, stream, codec_for(fmt), self.ctx)
+        wire = WSWire(self, stream, codec, self.ctx)
         session = ClientSession(self.ctx, wire, self.request.remote_ip or "")
         wire.session = session
         try:
@@ -190,16 +206,23 @@ class WebSocketHandler(_TornadoWS):
             self.ctx.hub.spawn(session.closed_by_peer())
 
 
-def lean_connection(ctx: Context, key: str, fmt: str, remote_ip: str, early: bytes) -> WSConnection:
+def lean_connection(
+    ctx: Context, key: str, fmt: str | None, offered: list[str], remote_ip: str, early: bytes,
+) -> WSConnection:
     """The lean path's connection for a checked upgrade (the handler's and
-    :mod:`handlers.front_door`'s): it answers 101 and opens the session when
+    :mod:`handlers.front_door`'s): the codec is chosen from the query's
+    ``fmt`` and the ``offered`` subprotocols (:func:`handlers.protocol.negotiate`);
+    it answers 101 (with the chosen subprotocol) and opens the session when
     the loop gives it the socket; an unknown ``format`` closes it with 3501
     right after the 101, as the stock path does."""
     s = ctx.options
-    bad_format = fmt not in ("json", "msgpack")
-    conn = WSConnection(codec_for("json" if bad_format else fmt), ctx.flusher, s.client_queue_max_size, s.max_message_size)
-    response = switching_protocols(key)
-    if bad_format:
+    try:
+        codec, answer = negotiate(fmt, offered, s.max_message_size)
+    except ValueError:
+        codec, answer = None, None
+    conn = WSConnection(codec or codec_for("json"), ctx.flusher, s.client_queue_max_size, s.max_message_size)
+    response = switching_protocols(key, answer)
+    if codec is None:
         conn.start(response, early, None, errors.BAD_REQUEST.code, "unknown format")
     else:
         conn.start(response, early, ClientSession(ctx, conn, remote_ip))

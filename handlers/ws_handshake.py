@@ -53,14 +53,23 @@ def upgrade_refusal(headers: HTTPHeaders, check_origin: Callable[[str], bool]) -
     return refusal
 
 
-def switching_protocols(key: str) -> bytes:
-    """The complete 101 response for a checked request's key."""
+def switching_protocols(key: str, subprotocol: str | None = None) -> bytes:
+    """The complete 101 response for a checked request's key, answering
+    ``subprotocol`` (one the client offered) when given."""
+    chosen = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     return (
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
+        f"{chosen}"
         f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
     ).encode("ascii")
+
+
+def offered_subprotocols(headers: HTTPHeaders) -> list[str]:
+    """The Sec-WebSocket-Protocol values offered, as Tornado reads them for ``select_subprotocol``."""
+    header = headers.get("Sec-WebSocket-Protocol", "")
+    return [s.strip() for s in header.split(",") if s.strip()]
 
 
 def cross_origin_refusal(headers: HTTPHeaders, check: Callable[[str], bool]) -> str | None:
@@ -95,7 +104,12 @@ def client_ip(headers: HTTPHeaders, peer: str) -> str:
     return ip if is_valid_ip(ip) else peer
 
 
-def query_format(query: str) -> str:
-    """The ``format`` query argument as ``get_query_argument("format", "json")`` reads it."""
-    values = parse_qs(query, keep_blank_values=True).get("format")
-    return values[-1].strip() if values else "json"
+def query_format(query: str) -> str | None:
+    """The format a query string asks for, as Centrifugo reads it: ``format``,
+    else ``cf_protocol`` (the last value, as ``get_query_argument``); None if neither."""
+    args = parse_qs(query, keep_blank_values=True)
+    for name in ("format", "cf_protocol"):
+        values = args.get(name)
+        if values:
+            return values[-1].strip()
+    return None
