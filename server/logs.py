@@ -53,6 +53,52 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(out, default=str))
 
 
+class RepeatFilter(logging.Filter):
+    """One line for a warning that repeats, then a summary at growing intervals.
+
+    A backend down (Redis refusing every reconnect) would otherwise log a line
+    per retry, forever. The first warning of its kind passes; the same warning
+    again (same logger, level and text, decimals such as "retry in 0.42s"
+    ignored) is counted, and passes again only once ``first_window`` seconds
+    have gone by, marked "(repeated N times in the last T s)"; each window is
+    twice the last, up to ``max_window``. A kind quiet for ``max_window`` starts
+    over. Below WARNING nothing is held back.
+    """
+
+    def __init__(self, first_window: float = 10.0, max_window: float = 300.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.first_window = first_window
+        self.max_window = max_window
+        self.clock = clock
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [last passed, window, held, last seen]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, _DECIMAL.sub("#", record.getMessage()))
+        now = self.clock()
+        state = self._seen.get(key)
+        if state is None or now - state[3] > self.max_window:
+            if len(self._seen) > 1000:  # many distinct warnings: forget the old ones
+                self._seen.clear()
+            self._seen[key] = [now, self.first_window, 0, now]
+            return True
+        passed, window, held, _ = state
+        state[3] = now
+        if now - passed < window:
+            state[2] = held + 1
+            return False
+        if held:
+            record.msg = f"{record.getMessage()} (repeated {int(held)} times in the last {now - passed:.0f}s)"
+            record.args = ()
+            record.repeated = int(held)
+        state[:3] = [now, min(self.max_window, window * 2), 0]
+        return True
+
+
+_DECIMAL = re.compile(r"\d+\.\d+")
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -64,6 +110,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

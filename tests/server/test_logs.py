@@ -78,3 +78,42 @@ async def test_json_logs_parse_and_carry_no_token(squall_factory):
     for r in records:
         for rest in r["msg"].split("token=")[1:]:
             assert rest.startswith(REDACTED), r
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeated_warning_is_one_line_then_summaries_at_growing_intervals():
+    """A warning retried every second logs once, then '(repeated N times ...)' after 10 s, 20 s, ...; others pass."""
+    from server.logs import RepeatFilter
+
+    clock = FakeClock()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter("%(levelname)s %(message)s"))
+    handler.addFilter(RepeatFilter(first_window=10, max_window=300, clock=clock))
+    logger = logging.getLogger("squall.test.repeat")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        for i in range(60):  # one retry a second for a minute, each with a different delay
+            logger.warning("pub/sub %s: connect failed (refused); retry in %.2fs", "redis://127.0.0.1:6390/0", 0.1 + i / 100)
+            logger.info("info line %d", i)  # below warning: never held back
+            clock.now += 1
+        logger.warning("another warning")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    warnings = [line for line in lines if line.startswith("WARNING pub/sub")]
+    assert len(warnings) == 3  # at 0 s, 10 s and 30 s (the next would be at 70 s)
+    assert "repeated" not in warnings[0]
+    assert "(repeated 9 times in the last 10s)" in warnings[1]
+    assert "(repeated 19 times in the last 20s)" in warnings[2]
+    assert sum(1 for line in lines if line.startswith("INFO info line")) == 60
+    assert lines[-1] == "WARNING another warning"
