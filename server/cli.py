@@ -129,7 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def check_hooks(spec: str) -> None:
     """Import the hooks module now, so a wrong name is one line, not a worker's trace.
 
-    The current directory goes on sys.path first (as uvicorn and gunicorn do):
+    The current directory goes on sys.path (last, so a directory of the
+    user's named like one of Squall's checkout packages cannot shadow it):
     ``squall serve --hooks mypkg.hooks:make`` run beside ``mypkg/`` finds it.
     """
     if not spec:
@@ -142,7 +143,7 @@ def check_hooks(spec: str) -> None:
         raise ConfigError("hooks", f"expected 'package.module:factory', got {spec!r}")
     cwd = os.getcwd()
     if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+        sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

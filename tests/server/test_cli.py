@@ -143,3 +143,24 @@ def test_run_py_with_a_python_lacking_dependencies_names_the_fix() -> None:
     line = one_line(r)
     assert "bash .ci/setup" in line and ".venv/bin/python run.py" in line
     assert os.path.basename(sys.executable) in line or sys.executable in line
+
+
+def test_hooks_from_the_working_directory_cannot_shadow_squalls_packages(tmp_path: Path) -> None:
+    """--hooks finds mypkg in the working directory; `channels/`, `handlers/`, `server/` there do not replace Squall's."""
+    for name in ("channels", "handlers", "server"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the working directory shadowed {name}')\n")
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "hooks.py").write_text("from handlers.hooks import Hooks\n\n\ndef make() -> Hooks:\n    return Hooks()\n")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "checkconfig", "--hooks", "mypkg.hooks:make"],
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "configuration ok" in r.stdout
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "checkconfig", "--hooks", "mypkg.nothing:make"],
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 2 and "mypkg.nothing" in one_line(r)
