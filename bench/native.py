@@ -81,6 +81,7 @@ class Broadcast:
     duration: float = 15.0  # publishing time; the measured interval is duration - warmup
     warmup: float = 3.0
     drain: float = 10.0  # longest wait for the last deliveries after publishing stops
+    format: str = "json"  # or "protobuf": subprotocol centrifuge-protobuf, binary frames
 
     @property
     def longest(self) -> float:
@@ -91,6 +92,7 @@ class Broadcast:
             "--port", str(self.port), "--subscribers", str(self.subscribers), "--channel", self.channel,
             "--window", str(self.window), "--batch", str(self.batch), "--size", str(self.size),
             "--duration", str(self.duration), "--warmup", str(self.warmup), "--drain", str(self.drain),
+            "--format", self.format,
         ]
 
 

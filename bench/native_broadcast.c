@@ -9,7 +9,9 @@
  * walks WebSocket headers, so it costs a small fraction of that.
  *
  * Speaks the Centrifugo JSON protocol (connect, subscribe, publish, ping `{}`
- * answered with `{}`). The publisher keeps at most `--window` publications
+ * answered with `{}`), or with `--format protobuf` its protobuf form
+ * (subprotocol centrifuge-protobuf, binary frames; the publication data is the
+ * same JSON bytes, so both formats carry the same payload). The publisher keeps at most `--window` publications
  * ahead of the slowest subscriber (a closed loop, so no server queue grows).
  * Each subscriber must receive every publication in order; what it does not
  * is loss.
@@ -22,10 +24,10 @@
 #include "native_ws.h"
 
 static struct {
-    const char *channel;
+    const char *channel, *format;
     int subscribers, window, size, batch;
     double duration, warmup, drain, setup_timeout;
-} opt = {"bench:native", 1000, 8, 100, 1, 15.0, 3.0, 10.0, 120.0};
+} opt = {"bench:native", "json", 1000, 8, 100, 1, 15.0, 3.0, 10.0, 120.0};
 
 static conn_t *conns; /* [0] is the publisher */
 static int nconns;
@@ -50,8 +52,10 @@ static void on_closing(conn_t *c) {
 static void on_open(conn_t *c) {
     if (send_connect(c) < 0 || c == conns) return;
     char cmd[256];
+    uint8_t req[256];
     int n = snprintf(cmd, sizeof cmd, "{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}", opt.channel);
-    if (send_frame(c, 0x1, cmd, (size_t)n) < 0) close_conn(c, 0);
+    size_t k = pb_field(req, 1, opt.channel, strlen(opt.channel)); /* SubscribeRequest.channel */
+    if (send_command(c, cmd, (size_t)n, 2, 5, req, k) < 0) close_conn(c, 0);
 }
 
 static uint8_t setup_replies(const conn_t *c) { return c == conns ? 1 : 2; } /* connect (, subscribe) */
@@ -78,11 +82,16 @@ static void on_pub(conn_t *c, const char *p, size_t n) {
 static void publish_some(void) {
     conn_t *p = conns;
     while (p->state == ST_READY && sent - min_done < (uint64_t)opt.window && live > 0) {
-        char cmd[768];
+        char cmd[768], data[600];
+        uint8_t req[800];
         int n = snprintf(cmd, sizeof cmd, "{\"id\":%llu,\"publish\":{\"channel\":\"%s\",\"data\":{\"s\":%llu,\"x\":\"%s\"}}}",
                          (unsigned long long)(sent + 2), opt.channel, (unsigned long long)(sent + 1), pub_data);
+        int dn = snprintf(data, sizeof data, "{\"s\":%llu,\"x\":\"%s\"}", (unsigned long long)(sent + 1), pub_data);
+        size_t k = pb_field(req, 1, opt.channel, strlen(opt.channel)); /* PublishRequest.channel, .data */
+        k += pb_field(req + k, 2, data, (size_t)dn);
+        uint64_t id = sent + 2;
         sent++;
-        if (send_frame(p, 0x1, cmd, (size_t)n) < 0) {
+        if (send_command(p, cmd, (size_t)n, id, 7, req, k) < 0) {
             close_conn(p, 0);
             return;
         }
@@ -106,11 +115,17 @@ int main(int argc, char **argv) {
         {"--warmup", 'd', &opt.warmup},
         {"--drain", 'd', &opt.drain},
         {"--channel", 's', &opt.channel},
+        {"--format", 's', &opt.format},
         {0},
     };
     const char *usage = "[--subscribers N] [--window W] [--size BYTES] [--batch FRAMES] "
-                        "[--duration S] [--warmup S] [--drain S] [--channel C]";
+                        "[--duration S] [--warmup S] [--drain S] [--channel C] [--format json|protobuf]";
     if (parse_flags(argc, argv, flags, usage) < 0) return 2;
+    proto = strcmp(opt.format, "protobuf") == 0;
+    if (!proto && strcmp(opt.format, "json") != 0) {
+        fprintf(stderr, "--format is json or protobuf\n");
+        return 2;
+    }
     if (ws.port <= 0 || opt.subscribers <= 0 || opt.window <= 0 || opt.warmup >= opt.duration ||
         opt.batch < 1 || opt.batch >= opt.window) {
         fprintf(stderr, "need --port, positive --subscribers and --window, 1 <= --batch < --window, "
@@ -156,9 +171,9 @@ int main(int argc, char **argv) {
     }
     /* Every subscriber alive at the end owes what was sent since it joined (all join before the first publish). */
     owed = sent * live;
-    printf("{\"subscribers\":%d,\"ready\":%llu,\"live\":%llu,\"setup_seconds\":%.3f,\"window\":%d,\"size\":%d,"
+    printf("{\"format\":\"%s\",\"subscribers\":%d,\"ready\":%llu,\"live\":%llu,\"setup_seconds\":%.3f,\"window\":%d,\"size\":%d,"
            "\"published\":%llu,",
-           opt.subscribers, (unsigned long long)ready, (unsigned long long)live, setup_s, opt.window, opt.size,
+           opt.format, opt.subscribers, (unsigned long long)ready, (unsigned long long)live, setup_s, opt.window, opt.size,
            (unsigned long long)sent);
     print_counters();
     printf("\"extra\":%llu,\"deliveries\":%llu,\"expected\":%llu,\"loss\":%lld,", (unsigned long long)extra,

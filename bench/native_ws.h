@@ -11,6 +11,11 @@
  *   on_closing(c)       c is about to close (undo its bookkeeping).
  * Replies after the setup ones acknowledge publishes (counted here).
  * Included by exactly one .c file, so everything here is static.
+ *
+ * Two wire formats: Centrifugo's JSON form (text frames) and, with
+ * `proto` set, its protobuf form (subprotocol centrifuge-protobuf, binary
+ * frames of varint-length-delimited Command/Reply messages; the pb_* helpers).
+ * Squall writes one message per frame, so only a frame's first message is read.
  */
 #ifndef SQUALL_NATIVE_WS_H
 #define SQUALL_NATIVE_WS_H
@@ -70,6 +75,7 @@ static uint64_t closes, handshake_failures, connect_failures, pings;
 static uint64_t settled; /* connections that became ready or closed before it */
 static uint64_t acked, publish_errors, reply_errors;
 static int last_close_code;
+static int proto; /* 1: the protobuf form; set by the program before any connection opens */
 static char buf[1 << 18];
 
 static double now(void) {
@@ -125,16 +131,66 @@ static void close_conn(conn_t *c, int code) {
     c->hs = NULL;
 }
 
+/* ---- the protobuf form: varints, one Command as a delimited message */
+static size_t pb_varint(uint8_t *out, uint64_t v) {
+    size_t i = 0;
+    while (v >= 0x80) {
+        out[i++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[i++] = (uint8_t)v;
+    return i;
+}
+
+/* Reads the varint at p[*i] (n bytes in all); 0 if it runs past n. */
+static int pb_read(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; *i < n && shift < 64; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* A length-delimited field (wire type 2) into out; returns its size. */
+static size_t pb_field(uint8_t *out, int number, const void *body, size_t n) {
+    size_t h = pb_varint(out, (uint64_t)number << 3 | 2);
+    h += pb_varint(out + h, n);
+    if (n) memcpy(out + h, body, n);
+    return h + n;
+}
+
+/* Command{id, <request field>: body} as one delimited message (what a binary frame carries). */
+static size_t pb_command(uint8_t *out, uint64_t id, int request, const uint8_t *body, size_t n) {
+    uint8_t msg[900];
+    size_t m = pb_varint(msg + 1, id) + 1;
+    msg[0] = 0x08; /* field 1, varint */
+    m += pb_field(msg + m, request, body, n);
+    size_t h = pb_varint(out, m);
+    memcpy(out + h, msg, m);
+    return h + m;
+}
+
+/* A command in the connection's format: `json` as text, or the protobuf Command of
+ * request field `request` with `body` (a serialized request). */
+static int send_command(conn_t *c, const char *json, size_t jn, uint64_t id, int request, const uint8_t *body, size_t n) {
+    if (!proto) return send_frame(c, 0x1, json, jn);
+    uint8_t out[1000];
+    if (n > 880) return -1;
+    size_t k = pb_command(out, id, request, body, n);
+    return send_frame(c, 0x2, (const char *)out, k);
+}
+
 /* The connect command (anonymous, no token), every generator's first frame; on failure c is closed. */
 static int send_connect(conn_t *c) {
     static const char cmd[] = "{\"id\":1,\"connect\":{}}";
-    if (send_frame(c, 0x1, cmd, sizeof cmd - 1) == 0) return 0;
+    if (send_command(c, cmd, sizeof cmd - 1, 1, 4, NULL, 0) == 0) return 0;
     close_conn(c, 0);
     return -1;
 }
 
-static void on_reply(conn_t *c, const char *p, size_t n) {
-    int is_error = memmem(p, n, "\"error\"", 7) != NULL;
+static void on_reply(conn_t *c, int is_error) {
     uint8_t setup = setup_replies(c);
     if (c->replies >= setup) { /* publish acknowledgements */
         if (is_error) publish_errors++;
@@ -154,6 +210,34 @@ static void on_reply(conn_t *c, const char *p, size_t n) {
     }
 }
 
+/* A binary frame's first message: Reply{id=1, error=2, push=4}, Push{channel=2, pub=4}; the
+ * fields come in number order. An empty Reply is the server's ping (answered by an empty Command). */
+static void pb_frame_done(conn_t *c, const uint8_t *p, size_t n) {
+    size_t i = 0;
+    uint64_t len, tag, v;
+    if (!pb_read(p, n, &i, &len)) return;
+    if (len == 0) {
+        pings++;
+        send_frame(c, 0x2, "\0", 1);
+        return;
+    }
+    if (!pb_read(p, n, &i, &tag)) return;
+    if (tag == 0x08) { /* a reply: its id, then an error or a result */
+        if (!pb_read(p, n, &i, &v)) return;
+        int is_error = i < n && p[i] == 0x12;
+        on_reply(c, is_error);
+        return;
+    }
+    if (tag != 0x22 || !pb_read(p, n, &i, &len)) return; /* push */
+    if (!pb_read(p, n, &i, &tag)) return;
+    if (tag == 0x12) { /* its channel: skip */
+        if (!pb_read(p, n, &i, &len)) return;
+        i += (size_t)len;
+        if (!pb_read(p, n, &i, &tag)) return;
+    }
+    if (tag == 0x22) on_pub(c, (const char *)p, n); /* join/leave and other pushes are not deliveries */
+}
+
 static void frame_done(conn_t *c) {
     const char *p = c->pre;
     size_t n = c->prelen;
@@ -167,6 +251,10 @@ static void frame_done(conn_t *c) {
         return;
     }
     if (c->opcode != 0x1 && c->opcode != 0x2) return;
+    if (proto) {
+        pb_frame_done(c, (const uint8_t *)p, n);
+        return;
+    }
     if (c->payload_len == 2 && p[0] == '{' && p[1] == '}') { /* protocol ping */
         pings++;
         send_frame(c, 0x1, "{}", 2);
@@ -176,7 +264,7 @@ static void frame_done(conn_t *c) {
         if (memmem(p, n, "\"pub\":", 6)) on_pub(c, p, n); /* join/leave and other pushes are not deliveries */
         return;
     }
-    if (n >= 5 && memcmp(p, "{\"id\"", 5) == 0) on_reply(c, p, n);
+    if (n >= 5 && memcmp(p, "{\"id\"", 5) == 0) on_reply(c, memmem(p, n, "\"error\"", 7) != NULL);
 }
 
 static void parse(conn_t *c, const uint8_t *b, size_t n) {
@@ -230,7 +318,8 @@ static void on_handshake(conn_t *c, const char *b, size_t n) {
         if (c->hslen == HS_MAX) { handshake_failures++; close_conn(c, 0); }
         return;
     }
-    if (c->hslen < 12 || memcmp(c->hs + 9, "101", 3) != 0) {
+    if (c->hslen < 12 || memcmp(c->hs + 9, "101", 3) != 0 ||
+        (proto && !memmem(c->hs, c->hslen, "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n", 45))) {
         handshake_failures++;
         close_conn(c, 0);
         return;
@@ -280,9 +369,9 @@ static void on_writable(conn_t *c) {
     }
     char req[512];
     int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%s"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     ws.path, ws.host, ws.port);
+                     ws.path, ws.host, ws.port, proto ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "");
     c->state = ST_HANDSHAKE;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);

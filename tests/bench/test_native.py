@@ -44,9 +44,9 @@ def squall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SquallProcess]:
 
 
 def short(port: int, *, subscribers: int = 40, batch: int = 1, channel: str = "bench:native",
-          drain: float = 5.0) -> native.Broadcast:
+          drain: float = 5.0, format: str = "json") -> native.Broadcast:
     return native.Broadcast(port=port, subscribers=subscribers, channel=channel, window=8, batch=batch,
-                            duration=1.5, warmup=0.5, drain=drain)
+                            duration=1.5, warmup=0.5, drain=drain, format=format)
 
 
 @pytest.mark.parametrize("batch", [1, 4])
@@ -82,6 +82,45 @@ def test_refused_subscriptions_fail_the_run(exe: Path, squall: SquallProcess) ->
     assert r["exit_code"] == 1
     assert r["reply_errors"] == 5
     assert r["ready"] == 0 and r["published"] == 0
+
+
+def server_deliveries(sp: SquallProcess) -> float:
+    with urllib.request.urlopen(f"{sp.url}/metrics", timeout=5) as resp:
+        return prometheus_sample(resp.read().decode(), "squall_deliveries_total") or 0.0
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_protobuf_mode_every_publication_reaches_every_subscriber(exe: Path, squall: SquallProcess, batch: int) -> None:
+    """--format protobuf (subprotocol centrifuge-protobuf, binary frames): every acknowledged publication reaches
+    every subscriber once, counted from the protobuf pushes."""
+    before = server_deliveries(squall)
+    r = native.run(short(squall.port, batch=batch, channel=f"bench:pb{batch}", format="protobuf"), None, exe)
+    assert r["exit_code"] == 0, r
+    assert r["format"] == "protobuf" and r["handshake_failures"] == 0
+    assert r["ready"] == r["live"] == 40
+    assert r["published"] > 8 and r["acked"] == r["published"] and r["publish_errors"] == 0
+    assert r["deliveries"] == r["expected"] == r["published"] * 40
+    assert r["loss"] == 0 and r["extra"] == 0 and r["closes"] == 0
+    assert server_deliveries(squall) - before >= r["deliveries"]  # the server counted them too
+
+
+def test_protobuf_mode_counts_refusals(exe: Path, squall: SquallProcess) -> None:
+    """Protobuf error replies are read as errors: a refused subscribe fails the run."""
+    r = native.run(short(squall.port, subscribers=5, channel="nowhere:x", format="protobuf"), None, exe)
+    assert r["exit_code"] == 1
+    assert r["reply_errors"] == 5 and r["handshake_failures"] == 0
+    assert r["ready"] == 0 and r["published"] == 0
+
+
+def test_protobuf_mode_needs_the_answered_subprotocol(exe: Path) -> None:
+    """A server that does not answer centrifuge-protobuf (the asyncio baseline, JSON only) is a handshake failure."""
+    b = start_baseline("bench.baseline_asyncio")
+    try:
+        r = native.run(short(b.port, subscribers=5, drain=1.0, format="protobuf"), None, exe)
+    finally:
+        stop_process(b.proc)
+    assert r["exit_code"] == 1
+    assert r["handshake_failures"] == 6 and r["ready"] == 0  # the publisher too
 
 
 def test_build_names_the_binary_by_source_hash(tmp_path: Path) -> None:
