@@ -164,7 +164,7 @@ class _Reader:
         self.data = data
         self.pos = 0
 
-    def int(self) -> int:
+    def number(self) -> int:
         v = 0
         start = self.pos
         data = self.data
@@ -186,15 +186,15 @@ class _Reader:
 def apply(src: bytes, delta: bytes) -> bytes:
     """The target a delta made from ``src``; DeltaError when it does not fit."""
     r = _Reader(delta)
-    limit = r.int()
+    limit = r.number()
     if r.char() != ord("\n"):
         raise DeltaError("size integer not terminated by newline")
     out = bytearray()
     while r.pos < len(delta):
-        cnt = r.int()
+        cnt = r.number()
         op = r.char()
         if op == ord("@"):
-            ofst = r.int()
+            ofst = r.number()
             if r.char() != ord(","):
                 raise DeltaError("copy command not terminated by ','")
             if ofst + cnt > len(src):

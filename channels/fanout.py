@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Hashable
 
+from channels import delta_fanout
 from channels.stream_state import ChannelState
 from channels.transport import Subscriber
 from channels.types import ClientInfo, Publication
@@ -28,6 +29,8 @@ def encode(sub: Subscriber, channel: str, kind: str, body: dict[str, Any]) -> by
 
 def publication(ch: ChannelState, channel: str, pub: Publication) -> int:
     """Deliver ``pub`` (already accepted by the channel's cursor); returns how many got it."""
+    if ch.special:  # some subscriber wants deltas or filters: the other path
+        return delta_fanout.publication(ch, channel, pub, encode)
     body = pub.to_dict()
     conflate = channel if ch.opts.latest_value else None
     cache: dict[Hashable, bytes] = {}

@@ -20,6 +20,7 @@ import msgpack
 from channels import errors, fanout, positioning, recovery
 from channels.broker import Broker
 from channels.clients import ClientRegistry
+from channels.delta_fanout import Delivery
 from channels.errors import BackendUnavailable
 from channels.namespaces import NamespaceOptions, Namespaces
 from channels.nodes import NodeInfo, NodeRegistry
@@ -168,6 +169,7 @@ class Hub(ClientRegistry):
         join_leave: bool = False,
         recoverable: bool = False,
         observe: bool = False,
+        delivery: Delivery | None = None,
     ) -> SubscribeOutcome:
         """Subscribe ``sub`` and return what the subscribe reply needs.
 
@@ -212,6 +214,8 @@ class Hub(ClientRegistry):
         # what the reply's publications (up to ``top``) do not hold
         pending = ch.go_live(sub, out.position.epoch, top, buffered)
         ch.subs[sub] = join_leave or opts.force_push_join_leave
+        if delivery is not None:  # deltas or a tags filter: channels.delta_fanout
+            ch.special[sub] = delivery
         if observe:
             ch.observers.add(sub)
         if pending is None:

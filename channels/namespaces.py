@@ -20,6 +20,8 @@ USER_SEPARATOR = ","
 _NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{1,64}$")
 # Channel names: printable ASCII without whitespace; length checked separately.
 _CHANNEL_RE = re.compile(r"^[\x21-\x7e]+$")
+DELTA_TYPES = ("fossil",)
+RECOVERY_MODES = ("", "stream", "cache")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,11 @@ class NamespaceOptions:
     latest_value: bool = False
     # Private channels need a subscription token (Centrifugo's $ prefix rule).
     private_channel_prefix: str = "$"
+    # Centrifugo's: delta types a subscriber may ask for ("fossil"); publication tags filters
+    allowed_delta_types: tuple[str, ...] = ()
+    allow_tags_filter: bool = False
+    # Centrifugo's: "" (as the client asks) or "stream"/"cache" for every subscriber
+    force_recovery_mode: str = ""
 
     @property
     def stream(self) -> StreamOptions:
@@ -145,6 +152,11 @@ def _options(raw: Mapping[str, Any], where: str) -> NamespaceOptions:
         raise ValueError(f"{where}.history_ttl: must be >= 0")
     if opts.history_meta_ttl < 0:
         raise ValueError(f"{where}.history_meta_ttl: must be >= 0")
+    bad = set(opts.allowed_delta_types) - set(DELTA_TYPES)
+    if bad:
+        raise ValueError(f"{where}.allowed_delta_types: unknown delta type {sorted(bad)[0]!r} (known: fossil)")
+    if opts.force_recovery_mode not in RECOVERY_MODES:
+        raise ValueError(f"{where}.force_recovery_mode: expected one of 'stream', 'cache'")
     if (opts.force_recovery or opts.latest_value) and opts.history_size == 0:
         raise ValueError(f"{where}.history_size: needed by force_recovery/latest_value")
     return opts
@@ -181,6 +193,10 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
             raise ValueError(f"{where}: expected an integer") from None
     if typ is float:
         return parse_duration(value, where)
+    if typ is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{where}: expected a list of strings")
+        return tuple(value)
     if typ is str:
         if not isinstance(value, str):
             raise ValueError(f"{where}: expected a string")

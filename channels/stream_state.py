@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from channels.types import Publication
 
 if TYPE_CHECKING:
+    from channels.delta_fanout import Delivery
     from channels.namespaces import NamespaceOptions
     from channels.transport import Subscriber
 
@@ -39,7 +40,9 @@ class Verdict(enum.Enum):
 class ChannelState:
     """Local state of one channel with at least one local subscriber."""
 
-    __slots__ = ("subs", "recovering", "observers", "ahead", "last_offset", "epoch", "opts", "ready")
+    __slots__ = (
+        "subs", "recovering", "observers", "ahead", "last_offset", "epoch", "opts", "ready", "special", "delta_prev",
+    )
 
     def __init__(self, opts: NamespaceOptions) -> None:
         # subscriber -> wants join/leave pushes
@@ -55,6 +58,10 @@ class ChannelState:
         self.opts = opts
         # set once the broker subscription is in place
         self.ready: asyncio.Future[None] | None = None
+        # subscribers wanting deltas or a tags filter (channels.delta_fanout); usually empty
+        self.special: dict[Subscriber, Delivery] = {}
+        # the JSON of the previous publication's data while a delta subscriber is here
+        self.delta_prev: bytes | None = None
 
     def accept(self, pub: Publication) -> Verdict:
         """Advance the cursor over ``pub``, or say why it cannot be delivered."""
@@ -123,3 +130,4 @@ class ChannelState:
         self.subs.pop(sub, None)
         self.ahead.pop(sub, None)
         self.observers.discard(sub)
+        self.special.pop(sub, None)

@@ -10,6 +10,7 @@ Each command is one function of the session and its parsed request (see
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from channels import errors
 from channels.namespaces import NamespaceOptions
 from channels.types import Publication
+from channels.delta_fanout import Delivery
+from handlers.delivery import delivery_for, keeps, publication_body
 from handlers.expiry import already_expired, ttl_fields
 from handlers.permissions import Action, check
 from handlers.reply import Reply, Result
@@ -62,6 +65,8 @@ async def join(
     *,
     server_side: bool = False,
     expire_at: int = 0,
+    chan_info: Any = None,
+    delivery: Delivery | None = None,
 ) -> tuple[dict[str, Any], list[Publication]]:
     """Subscribe ``s`` in the hub: the reply's stream fields, and the
     publications to push right after the reply."""
@@ -72,11 +77,12 @@ async def join(
             s,
             channel,
             opts,
-            s.info,
+            s.info if chan_info is None else dataclasses.replace(s.info, chan_info=chan_info),
             recover=stream.since is not None,
             since=stream.since,
             join_leave=stream.join_leave or server_side,
             recoverable=stream.recoverable,
+            delivery=delivery,
         )
     except BaseException:
         s.subs.pop(channel, None)
@@ -101,8 +107,11 @@ async def join(
     if out.was_recovering:
         result["was_recovering"] = True
         result["recovered"] = out.recovered
-    if out.publications:
-        result["publications"] = [p.to_dict() for p in out.publications]
+    if delivery is not None and delivery.delta:
+        result["delta"] = True
+    recovered = [p for p in out.publications if keeps(delivery, p)]
+    if recovered:
+        result["publications"] = [publication_body(delivery, p) for p in recovered]
     result.update(ttl_fields(expire_at, time.time()))
     return result, out.pending
 
@@ -116,16 +125,21 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
     if len(s.subs) >= ctx.options.client_channel_limit:
         raise errors.LimitExceeded("channel limit")
     expire_at = 0
+    delivery = delivery_for(req, opts)
+    token_info: Any = None
     if req.token:
-        expire_at = subscription_claims(ctx.verifier, req.token, channel, s.user, s.client_id).expire_at
+        claims = subscription_claims(ctx.verifier, req.token, channel, s.user, s.client_id)
+        expire_at, token_info = claims.expire_at, claims.info
         if already_expired(expire_at, time.time()):
             raise errors.TokenExpired()
     else:
         allowed(s, Action.SUBSCRIBE, channel, opts)
     if ctx.hooks.on_subscribe is not None:
         await ctx.hooks.on_subscribe(s.info, channel)
-    result, pending = await join(s, channel, opts, req.stream, expire_at=expire_at)
-    after = [s.encode_push(channel, "pub", p.to_dict()) for p in pending]
+    result, pending = await join(
+        s, channel, opts, req.stream, expire_at=expire_at, chan_info=token_info, delivery=delivery
+    )
+    after = [s.encode_push(channel, "pub", publication_body(delivery, p)) for p in pending if keeps(delivery, p)]
     if expire_at:
         s.watch_subscriptions()
     return Reply(result, after)
@@ -146,7 +160,7 @@ async def publish(s: ClientSession, req: PublishRequest) -> Result:
     s.accept_data(data)
     if ctx.hooks.on_publish is not None:
         data = await ctx.hooks.on_publish(s.info, channel, data)
-    await ctx.hub.publish(channel, data, info=s.info, opts=opts)
+    await ctx.hub.publish(channel, data, info=s.info, tags=req.tags, opts=opts)
     return {}
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from channels import errors
+from channels.delta_fanout import DELTA_TYPES
+from channels.filters import Filter, FilterError
+from channels.filters import parse as parse_filter
 from channels.types import HistoryQuery, StreamPosition
 
 Params = Mapping[str, Any]
@@ -107,6 +110,8 @@ class SubscribeRequest:
     channel: str
     token: str  # "" = none: the namespace's permissions decide
     stream: StreamRequest
+    delta: str = ""  # "" or a type of DELTA_TYPES (the namespace decides whether it is used)
+    tags_filter: Filter | None = None
 
     @classmethod
     def parse(cls, params: Params) -> SubscribeRequest:
@@ -114,7 +119,34 @@ class SubscribeRequest:
         token = params.get("token") or ""
         if not isinstance(token, str):
             raise errors.PermissionDenied()
-        return cls(channel=channel, token=token, stream=StreamRequest.parse(params))
+        delta = params.get("delta") or ""
+        if delta and delta not in DELTA_TYPES:
+            # Centrifugo: "unknown delta type in subscribe request"
+            raise errors.Disconnect(errors.BAD_REQUEST, "unknown delta type")
+        tags_filter = None
+        if params.get("tf") is not None:
+            try:
+                tags_filter = parse_filter(params["tf"])
+            except FilterError as e:
+                raise errors.Disconnect(errors.BAD_REQUEST, f"invalid tags filter: {e}") from None
+            if delta:
+                raise errors.Disconnect(errors.BAD_REQUEST, "delta and tags filter together")
+        _refuse_unsupported(params)
+        return cls(
+            channel=channel, token=token, stream=StreamRequest.parse(params),
+            delta=delta, tags_filter=tags_filter,
+        )
+
+
+# Subscribe fields of Centrifugo's protocol Squall does not serve; asking for
+# them gets Centrifugo's answer for an unavailable feature instead of silence.
+_SUBSCRIPTION_TYPES_SERVED = (0,)
+
+
+def _refuse_unsupported(params: Params) -> None:
+    kind = params.get("type", 0)
+    if kind not in _SUBSCRIPTION_TYPES_SERVED:  # map, client/user presence, shared poll subscriptions
+        raise errors.NotAvailable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +164,26 @@ class ChannelRequest:
 class PublishRequest:
     channel: str
     data: Any
+    tags: dict[str, str] | None = None  # Squall's JSON extension, as the server API's
 
     @classmethod
     def parse(cls, params: Params) -> PublishRequest:
         channel = channel_param(params)
         if "data" not in params:
             raise errors.BadRequest("data required")
-        return cls(channel=channel, data=params["data"])
+        if params.get("type", 0) != 0 or params.get("key") or params.get("removed"):
+            raise errors.NotAvailable()  # map publications (type 1, key, removed) are not served
+        return cls(channel=channel, data=params["data"], tags=tags_param(params))
+
+
+def tags_param(params: Params) -> dict[str, str] | None:
+    """A publication's ``tags``: a map of strings to strings (None when absent or empty)."""
+    tags = params.get("tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise errors.BadRequest("tags must map strings to strings")
+    return tags or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -38,11 +39,21 @@ def make() -> Hooks:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout's files (no .git, venv, caches): builds write egg-info and build/ there, not in the
+    shared checkout, and no leftover of an earlier build can leak in."""
+    dest = tmp_path_factory.mktemp("src") / "squall"
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "venv", "node_modules", "__pycache__", "*.egg-info", "build", "dist", ".mypy_cache", ".pytest_cache"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """python -m build --no-isolation: sdist, then the wheel from it, with no network."""
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -88,7 +99,7 @@ def squall(env: Path, outside: Path, *args: str) -> subprocess.CompletedProcess[
     )
 
 
-def test_wheel_has_one_import_name_and_no_bare_imports(wheel: Path) -> None:
+def test_wheel_has_one_import_name_and_no_bare_imports(source: Path, wheel: Path) -> None:
     """The wheel installs only `squall`; no module in it imports server/handlers/channels/loadtest bare."""
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
@@ -98,8 +109,8 @@ def test_wheel_has_one_import_name_and_no_bare_imports(wheel: Path) -> None:
             assert f"squall/{pkg}/__init__.py" in names
         assert "squall/static/index.html" in names and "squall/server/demo.toml" in names
         for pkg in OWN:  # every module of the checkout ships, subpackages (handlers/proto) included
-            for path in (ROOT / pkg).rglob("*.py"):
-                rel = path.relative_to(ROOT)
+            for path in (source / pkg).rglob("*.py"):
+                rel = path.relative_to(source)
                 if "__pycache__" not in rel.parts and rel.name != "wheel_build.py":
                     assert f"squall/{rel.as_posix()}" in names, rel
         for n in names:
@@ -177,7 +188,7 @@ def test_serve_names_a_missing_hooks_module(env: Path, outside: Path) -> None:
     assert r.stderr.count("\n") == 1 and "hooks" in r.stderr and "PYTHONPATH" in r.stderr
 
 
-def test_pipx_install_from_the_checkout(tmp_path: Path, outside: Path) -> None:
+def test_pipx_install_from_the_checkout(source: Path, tmp_path: Path, outside: Path) -> None:
     """`pipx install <checkout>` (its own venv, build isolation, deps from the index) gives a working `squall`."""
     tools = tmp_path / "tools"
     venv.create(tools, with_pip=True)
@@ -186,7 +197,7 @@ def test_pipx_install_from_the_checkout(tmp_path: Path, outside: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     env = {**_env(outside), "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin"),
            "PIPX_MAN_DIR": str(tmp_path / "man")}
-    r = subprocess.run([str(tools / "bin" / "pipx"), "install", str(ROOT)], capture_output=True, text=True,
+    r = subprocess.run([str(tools / "bin" / "pipx"), "install", str(source)], capture_output=True, text=True,
                        timeout=600, env={**env, "PYTHONPATH": ""}, cwd=outside)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     r = subprocess.run([str(tmp_path / "bin" / "squall"), "--version"], capture_output=True, text=True,
