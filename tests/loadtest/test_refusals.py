@@ -154,3 +154,15 @@ def test_ctrl_c_gives_a_partial_summary_not_a_traceback(squall: SquallProcess, w
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "INTERRUPTED" in out and "Ctrl-C in the run phase" in out
     assert "deliveries" in out and "interrupted in the run phase" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limited", [{"client_connection_limit": 5}], indirect=True)
+def test_connection_limit_3504_is_explained(limited: SquallProcess, run_tool: RunTool) -> None:
+    """Connections over client_connection_limit end with 3504, explained naming the limits to raise."""
+    rc, s = run_tool("idle", "--url", limited.ws_url, "--namespace", "open", "--connections", "12", "--duration", "0.5")
+    assert rc == 1
+    refused = s["disconnects"].get("3504", 0) + sum(v for k, v in s["errors"].items() if k.endswith(":3504"))
+    assert refused >= 7, (s["errors"], s["disconnects"])
+    texts = " ".join(text for _, text in s["explanations"])
+    assert "client_connection_limit" in texts
