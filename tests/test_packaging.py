@@ -121,12 +121,15 @@ def test_wheel_has_one_import_name_and_no_bare_imports(source: Path, wheel: Path
 
 
 def test_version(env: Path, outside: Path) -> None:
-    """`squall --version` prints pyproject.toml's version."""
+    """`squall --version` and `python -m squall --version` print pyproject.toml's version."""
     with open(ROOT / "pyproject.toml", "rb") as f:
         expected = tomllib.load(f)["project"]["version"]
     r = squall(env, outside, "--version")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"squall {expected}"
+    r = subprocess.run([str(env / "bin" / "python"), "-m", "squall", "--version"], capture_output=True, text=True,
+                       timeout=60, cwd=outside, env=_env(outside))
+    assert r.returncode == 0 and r.stdout.strip() == f"squall {expected}", r.stderr
 
 
 def test_loadtest_help(env: Path, outside: Path) -> None:
