@@ -21,6 +21,7 @@ from channels import errors, fanout, positioning, recovery
 from channels.broker import Broker
 from channels.clients import ClientRegistry
 from channels.delta_fanout import Delivery
+from channels.events import HubEvents
 from channels.errors import BackendUnavailable
 from channels.namespaces import NamespaceOptions, Namespaces
 from channels.nodes import NodeInfo, NodeRegistry
@@ -94,6 +95,7 @@ class Hub(ClientRegistry):
         self._background: set[asyncio.Future[Any]] = set()
         self._closing = False
         self.inflight = 0  # client commands being processed (graceful shutdown waits)
+        self.events: HubEvents | None = None  # lifecycle events (channels.events), set at start-up
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -180,6 +182,8 @@ class Hub(ClientRegistry):
         ch = self._channels.get(channel)
         if ch is None:
             ch = self._channels[channel] = ChannelState(opts)
+            if self.events is not None:
+                self.events.occupied(channel)
         ch.recovering[sub] = []
         try:
             await self._ensure_broker_sub(channel, ch)
@@ -202,6 +206,8 @@ class Hub(ClientRegistry):
         # caller can write its reply before any live publication.
         if opts.presence and not observe:
             await self._presence.add(channel, info)
+        if self.events is not None and not observe:
+            self.events.join(channel, info)
         if opts.join_leave and not observe:
             try:
                 await self.broker.publish_join(channel, info)
@@ -255,6 +261,8 @@ class Hub(ClientRegistry):
             return
         if opts.presence:
             await self._presence.remove(channel, sub.client_id)
+        if self.events is not None and info is not None:
+            self.events.leave(channel, info)
         if opts.join_leave and info is not None and not self._closing:
             try:
                 await self.broker.publish_leave(channel, info)
@@ -267,6 +275,8 @@ class Hub(ClientRegistry):
         if ch is None or ch.subs or ch.recovering:
             return
         del self._channels[channel]
+        if self.events is not None:
+            self.events.vacated(channel)
         if ch.ready is not None and ch.ready.done() and not ch.ready.exception():
             try:
                 await self.broker.unsubscribe(channel)
@@ -293,6 +303,8 @@ class Hub(ClientRegistry):
         pub = Publication(data=data, info=info, tags=tags, time=int(time.time() * 1000))
         pos = await self.broker.publish(channel, pub, opts.stream)
         self.stats.publications += 1
+        if self.events is not None:
+            self.events.publication(channel, pub, pos)
         return pos
 
     async def history(self, channel: str, query: HistoryQuery, opts: NamespaceOptions | None = None) -> HistoryResult:

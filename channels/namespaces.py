@@ -56,6 +56,10 @@ class NamespaceOptions:
     latest_value: bool = False
     # Private channels need a subscription token (Centrifugo's $ prefix rule).
     private_channel_prefix: str = "$"
+    # Centrifugo's per-namespace proxies (server settings proxy_*_endpoint; docs/PROXY.md)
+    proxy_subscribe: bool = False
+    proxy_publish: bool = False
+    proxy_sub_refresh: bool = False
     # Centrifugo's: delta types a subscriber may ask for ("fossil"); publication tags filters
     allowed_delta_types: tuple[str, ...] = ()
     allow_tags_filter: bool = False

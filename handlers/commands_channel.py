@@ -10,6 +10,7 @@ Each command is one function of the session and its parsed request (see
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from channels import errors
 from channels.namespaces import NamespaceOptions
 from channels.types import Publication
+from handlers import proxy_calls
 from channels.delta_fanout import Delivery
 from handlers.delivery import delivery_for, keeps, publication_body
 from handlers.expiry import already_expired, ttl_fields
@@ -51,6 +53,7 @@ class Subscription:
     opts: NamespaceOptions
     server_side: bool = False
     expire_at: int = 0  # the subscription token's expiry; 0 = none
+    proxy_timer: asyncio.TimerHandle | None = None  # the sub_refresh proxy's (handlers.proxy_calls)
 
 
 def allowed(s: ClientSession, action: Action, channel: str, opts: NamespaceOptions) -> None:
@@ -125,6 +128,7 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
     if len(s.subs) >= ctx.options.client_channel_limit:
         raise errors.LimitExceeded("channel limit")
     expire_at = 0
+    proxied = None
     delivery = delivery_for(req, opts)
     token_info: Any = None
     if req.token:
@@ -132,13 +136,18 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
         expire_at, token_info = claims.expire_at, claims.info
         if already_expired(expire_at, time.time()):
             raise errors.TokenExpired()
+    elif (found := proxy_calls.channel_proxy(ctx, "subscribe", opts)) is not None:
+        proxied = await proxy_calls.subscribe(*found, s, channel, req.token, req.data)
+        opts = dataclasses.replace(opts, **proxied.override.changes())
     else:
         allowed(s, Action.SUBSCRIBE, channel, opts)
     if ctx.hooks.on_subscribe is not None:
         await ctx.hooks.on_subscribe(s.info, channel)
     result, pending = await join(
-        s, channel, opts, req.stream, expire_at=expire_at, chan_info=token_info, delivery=delivery
+        s, channel, opts, req.stream, expire_at=expire_at, chan_info=proxied.info if proxied else token_info, delivery=delivery
     )
+    if proxied is not None:
+        proxy_calls.subscribed(s, channel, opts, proxied, result)
     after = [s.encode_push(channel, "pub", publication_body(delivery, p)) for p in pending if keeps(delivery, p)]
     if expire_at:
         s.watch_subscriptions()
@@ -155,9 +164,13 @@ async def publish(s: ClientSession, req: PublishRequest) -> Result:
     ctx = s.ctx
     channel = req.channel
     opts = ctx.channel_options(channel)
-    allowed(s, Action.PUBLISH, channel, opts)
+    found = proxy_calls.channel_proxy(ctx, "publish", opts)
+    if found is None:
+        allowed(s, Action.PUBLISH, channel, opts)
     data = req.data
     s.accept_data(data)
+    if found is not None:
+        data = await proxy_calls.publish_data(*found, s, channel, data)
     if ctx.hooks.on_publish is not None:
         data = await ctx.hooks.on_publish(s.info, channel, data)
     await ctx.hub.publish(channel, data, info=s.info, tags=req.tags, opts=opts)

@@ -5,17 +5,22 @@ Each is one function of the session and its parsed request (the table is
 :mod:`handlers.commands`). ``connect`` authenticates and asks the session to
 become connected (:meth:`~handlers.session.ClientSession.connected_as`), then
 joins the server-side channels the token or the on_connect hook grants.
+A client without a token is authenticated by the connect proxy when one is
+configured (:mod:`handlers.proxy`); its ``expire_at`` is then refreshed on
+the server side through the refresh proxy, as Centrifugo does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from channels import errors
-from channels.errors import Disconnect, SquallError
+from channels.errors import Disconnect, DisconnectCode, SquallError
+from handlers import proxy_calls
 from handlers.auth import ConnectClaims
 from handlers.commands_channel import join
 from handlers.expiry import already_expired, server_expiry, ttl_fields
@@ -30,19 +35,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("squall.client")
 
 
+REFRESH_RETRY = 10.0  # seconds before the refresh proxy is asked again after a failure
+
+
 async def connect(s: ClientSession, req: ConnectRequest) -> Result:
     ctx = s.ctx
     claims: ConnectClaims | None = None
+    proxied: proxy_calls.schema.ConnectResult | None = None
+    s.emulated_headers = req.headers
+    proxy = ctx.proxy
+    endpoint = proxy.config.connect if proxy is not None else None
     if req.token:
         claims = connection_claims(ctx.verifier, req.token, s.client_id)
         if already_expired(claims.expire_at, time.time()):
             raise errors.TokenExpired()
+    elif proxy is not None and endpoint is not None:
+        proxied = await proxy_calls.connect(proxy, endpoint, s, req.data, req.name, req.version, list(req.subs))
+        claims = ConnectClaims(proxied.user, proxied.expire_at, proxied.info, proxied.channels, dict(proxied.subs), proxied.meta)
     elif not ctx.options.allow_anonymous_connect_without_token:
         raise Disconnect(errors.BAD_REQUEST, "token required")
     user = claims.user if claims else ""
     info = claims.info if claims else None
-    # server-side subscriptions the token grants: no permission checks
+    # server-side subscriptions the token (or the connect proxy) grants: no permission checks
     channels = [*claims.channels, *claims.subs] if claims else []
+    by_proxy = proxied is not None
+    refreshed_by_proxy = by_proxy and proxy is not None and proxy.config.refresh is not None
     if ctx.hooks.on_connect is not None:
         decision = await ctx.hooks.on_connect(ConnectEvent(s.client_id, user, s.remote_ip, req.data, info))
         if decision is not None:
@@ -53,7 +70,11 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
             channels.extend(decision.channels)
     if s.closed:
         return None
-    s.connected_as(user, info, claims.expire_at if claims else 0, claims.meta if claims else None)
+    expire_at = claims.expire_at if claims else 0
+    s.connected_as(user, info, 0 if refreshed_by_proxy else expire_at, claims.meta if claims else None)
+    if refreshed_by_proxy and expire_at:
+        arm_refresh(s, expire_at)
+    ctx.events.emit("connect", client=s.client_id, user=user, transport=s.transport, remote_ip=s.remote_ip)
     result: dict[str, Any] = {
         "client": s.client_id,
         "version": ctx.version,
@@ -62,13 +83,21 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
         "node": ctx.hub.node_id,
     }
     result.update(ttl_fields(s.expire_at, time.time()))
+    if proxied is not None and proxied.data is not None:
+        result["data"] = proxied.data
     subs_out: dict[str, Any] = {}
     after: list[bytes] = []
     for channel in dict.fromkeys(channels):
         raw = req.subs.get(channel) or {}
         try:
             stream = StreamRequest.parse(raw) if isinstance(raw, dict) else NO_STREAM_REQUEST
-            subs_out[channel], pending = await join(s, channel, ctx.channel_options(channel), stream, server_side=True)
+            opts = ctx.channel_options(channel)
+            granted = claims.subs.get(channel) if by_proxy and claims is not None else None
+            if isinstance(granted, proxy_calls.schema.SubscribeOptions):
+                opts = dataclasses.replace(opts, **granted.override.changes())
+            subs_out[channel], pending = await join(s, channel, opts, stream, server_side=True)
+            if isinstance(granted, proxy_calls.schema.SubscribeOptions) and granted.data is not None:
+                subs_out[channel]["data"] = granted.data
         except SquallError as e:
             log.warning("server-side subscribe to %s failed: %s", channel, e.message)
             continue
@@ -99,11 +128,74 @@ async def send(s: ClientSession, req: SendRequest) -> Result:
 
 
 async def rpc(s: ClientSession, req: RpcRequest) -> Result:
-    handler = s.ctx.hooks.rpc.get(req.method) if req.method is not None else None
+    """A method in proxy_rpc_endpoints goes to its proxy; else an in-process
+    handler for it runs; else proxy_rpc_endpoint gets it (docs/PROXY.md)."""
+    proxy, method = s.ctx.proxy, req.method
+    handler = s.ctx.hooks.rpc.get(method) if method is not None else None
+    if proxy is not None and method is not None and (method in proxy.config.rpc_methods or handler is None):
+        endpoint = proxy.config.rpc_endpoint(method)
+        if endpoint is not None:
+            data = await proxy_calls.rpc(proxy, endpoint, s, method, req.data)
+            return {"data": data} if data is not None else {}
     if handler is None:
         raise errors.MethodNotFound()
     data = await handler(s.info, req.data)
     return {"data": data} if data is not None else {}
+
+
+def arm_refresh(s: ClientSession, at: float) -> None:
+    """Ask the refresh proxy at unix time ``at`` (the proxied connection's expire_at)."""
+    if s.proxy_timer is not None:
+        s.proxy_timer.cancel()
+    s.proxy_timer = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), _refresh_due, s)
+
+
+def _refresh_due(s: ClientSession) -> None:
+    s.proxy_timer = None
+    if s.connected:
+        s.ctx.hub.spawn(proxy_refresh(s))
+
+
+async def proxy_refresh(s: ClientSession) -> None:
+    """Centrifugo's server-side refresh: ``expired`` ends the connection (3005),
+    else it lives to the new ``expire_at`` (0: for good) with the new info."""
+    proxy = s.ctx.proxy
+    endpoint = proxy.config.refresh if proxy is not None else None
+    if proxy is None or endpoint is None or not s.connected:
+        return
+    try:
+        r = await proxy_calls.refresh(proxy, endpoint, s)
+    except Disconnect as d:
+        s.disconnect(DisconnectCode(d.code, d.reason), d.reason)
+        return
+    except SquallError:
+        arm_refresh(s, time.time() + REFRESH_RETRY)  # the backend failed: ask again soon
+        return
+    if not s.connected:
+        return
+    if r.expired:
+        s.disconnect(errors.EXPIRED)
+        return
+    if r.expire_at:
+        arm_refresh(s, r.expire_at)
+    if r.info is not None:
+        s.info = dataclasses.replace(s.info, conn_info=r.info)
+        await s.ctx.hub.update_info(s, list(s.subs), s.info)
+
+
+async def connection_closed(s: ClientSession) -> None:
+    """The end of a connected session: the on_disconnect hook and the
+    disconnect event, with the code it closed with (3000: the client went away)."""
+    if s.proxy_timer is not None:
+        s.proxy_timer.cancel()
+        s.proxy_timer = None
+    code = s.close_code or errors.CONNECTION_CLOSED.code
+    s.ctx.events.emit("disconnect", client=s.client_id, user=s.user, code=code)
+    if s.ctx.hooks.on_disconnect is not None:
+        try:
+            await s.ctx.hooks.on_disconnect(s.info, code)
+        except Exception:
+            log.exception("on_disconnect hook failed")
 
 
 async def server_refresh(s: ClientSession, expire_at: int, conn_info: Any = None) -> None:

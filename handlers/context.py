@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from channels.events import EventLog, NoEvents
 from channels.hub import Hub
 from channels.namespaces import NamespaceOptions
 from handlers.auth import TokenVerifier
@@ -15,6 +16,7 @@ from handlers.limits import ConnectionLimiter
 from handlers.observer import NullObserver, Observer
 from handlers.options import HandlerOptions
 from handlers.pinger import Pinger
+from handlers.proxy import Proxy
 
 VERSION = "squall 0.1.0"
 
@@ -31,4 +33,6 @@ class Context:
     flusher: Flusher
     limiter: ConnectionLimiter
     observer: Observer = field(default_factory=NullObserver)
+    proxy: Proxy | None = None  # the HTTP proxy to the backend (handlers.proxy); None: no event proxied
+    events: EventLog | NoEvents = field(default_factory=NoEvents)  # lifecycle events (channels.events)
     version: str = VERSION

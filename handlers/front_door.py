@@ -129,7 +129,7 @@ class FrontDoor(HTTPServer):
             return True
         conn = lean_connection(
             ctx, headers["Sec-WebSocket-Key"], query_format(query), offered_subprotocols(headers),
-            client_ip(headers, address[0]), taken[end + 4 :],
+            client_ip(headers, address[0]), taken[end + 4 :], headers,
         )
         self.upgrades += 1
         ctx.hub.spawn(adopt(conn, sock))

@@ -4,6 +4,11 @@ Load them with the ``hooks`` setting (``"package.module:factory"``; the
 factory returns a :class:`Hooks`). Every hook is optional and async; raising a
 :class:`channels.errors.SquallError` turns into that error reply, raising
 :class:`channels.errors.Disconnect` ends the connection.
+
+With the HTTP proxy (:mod:`handlers.proxy`) configured for the same event,
+the proxy is called first and the hook after it, seeing what the backend
+decided (the user it authenticated, the data it rewrote); a refusal by either
+ends the command (docs/PROXY.md, "Proxy and hooks").
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ SubscribeHook = Callable[[ClientInfo, str], Awaitable[None]]
 ConnectHook = Callable[[ConnectEvent], Awaitable["ConnectDecision | None"]]
 RPCHandler = Callable[[ClientInfo, Any], Awaitable[Any]]
 MessageHook = Callable[[ClientInfo, Any], Awaitable[None]]
+# (client info, disconnect code: 3000 when the client went away, else the server's)
 DisconnectHook = Callable[[ClientInfo, int], Awaitable[None]]
+# one lifecycle event in its webhook form ({id, type, time_ms, node, ...}: docs/EVENTS.md);
+# raise to have it (and its batch) delivered again
+EventHook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Hooks:
     on_message: MessageHook | None = None
     on_disconnect: DisconnectHook | None = None
     rpc: dict[str, RPCHandler] = field(default_factory=dict)
+    on_event: EventHook | None = None
 
 
 def load_hooks(spec: str) -> Hooks:

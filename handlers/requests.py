@@ -10,7 +10,7 @@ same functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from channels import errors
@@ -93,6 +93,10 @@ class ConnectRequest:
     # channel -> that channel's raw recovery request (parsed per channel with
     # StreamRequest.parse, so one bad entry skips one subscription, not the connect)
     subs: Mapping[str, Any]
+    # for the connect proxy: the SDK's name and version, and its emulated headers
+    name: str = ""
+    version: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, params: Params) -> ConnectRequest:
@@ -102,7 +106,12 @@ class ConnectRequest:
         subs = params.get("subs") or {}
         if not isinstance(subs, dict):
             raise errors.BadRequest("subs must be an object")
-        return cls(token=token, data=params.get("data"), subs=subs)
+        name, version, headers = params.get("name") or "", params.get("version") or "", params.get("headers") or {}
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise errors.BadRequest("name and version must be strings")
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise errors.BadRequest("headers must map strings to strings")
+        return cls(token=token, data=params.get("data"), subs=subs, name=name, version=version, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,7 @@ class SubscribeRequest:
     channel: str
     token: str  # "" = none: the namespace's permissions decide
     stream: StreamRequest
+    data: Any = None  # for the subscribe proxy
     delta: str = ""  # "" or a type of DELTA_TYPES (the namespace decides whether it is used)
     tags_filter: Filter | None = None
 
@@ -133,7 +143,7 @@ class SubscribeRequest:
                 raise errors.Disconnect(errors.BAD_REQUEST, "delta and tags filter together")
         _refuse_unsupported(params)
         return cls(
-            channel=channel, token=token, stream=StreamRequest.parse(params),
+            channel=channel, token=token, stream=StreamRequest.parse(params), data=params.get("data"),
             delta=delta, tags_filter=tags_filter,
         )
 

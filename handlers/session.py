@@ -24,17 +24,18 @@ import logging
 import time
 import uuid
 from enum import Enum
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Mapping
 
 from channels import errors
 from channels.errors import Disconnect, DisconnectCode, SquallError
 from channels.types import ClientInfo
 from handlers.commands import COMMANDS
 from handlers.commands_channel import Subscription, server_subscribe, server_unsubscribe
-from handlers.commands_connection import server_refresh
+from handlers.commands_connection import connection_closed, server_refresh
 from handlers.context import Context
 from handlers.expiry import deadline, due, first_deadline
 from handlers.limits import TokenBucket
+from handlers.proxy import NO_HEADERS
 from handlers.protocol import Command, ProtocolError, check_data
 from handlers.reply import Reply
 from handlers.wire import WIRE_OUTPUT, Output, Wire
@@ -58,6 +59,8 @@ class ClientSession:
         "ctx", "wire", "out", "wire_key", "remote_ip", "client_id", "user", "info", "state", "subs", "expire_at",
         "meta", "_bucket", "_limited", "_pong_at", "_stale_handle", "_expire_handle", "_sub_expire_handle",
         "_ip_counted", "_registered", "__weakref__",
+        # the HTTP proxy's (handlers.proxy): set by the transport / the connect command
+        "transport", "request_headers", "emulated_headers", "close_code", "proxy_timer",
     )
 
     def __init__(self, ctx: Context, wire: Wire, remote_ip: str, out: Output = WIRE_OUTPUT) -> None:
@@ -82,6 +85,11 @@ class ClientSession:
         self._sub_expire_handle: asyncio.TimerHandle | None = None
         self._ip_counted = False
         self._registered = False  # counted for its user, in the hub and in the pinger
+        self.transport = "websocket"  # Centrifugo's transport name, sent to the proxy
+        self.request_headers: Mapping[str, str] = NO_HEADERS  # the allow-listed ones (handlers.proxy.kept_headers)
+        self.emulated_headers: Mapping[str, str] = NO_HEADERS  # the connect command's `headers`
+        self.close_code = 0  # the disconnect code, once closed
+        self.proxy_timer: asyncio.TimerHandle | None = None  # the refresh proxy's
 
     @property
     def connected(self) -> bool:
@@ -146,11 +154,8 @@ class ClientSession:
                 await hub.unsubscribe(self, channel, self.info)
             except Exception:
                 log.exception("unsubscribe on close failed for %s", channel)
-        if registered and self.ctx.hooks.on_disconnect is not None:
-            try:
-                await self.ctx.hooks.on_disconnect(self.info, 0)
-            except Exception:
-                log.exception("on_disconnect hook failed")
+        if registered:
+            await connection_closed(self)
 
     def _release(self, registered: bool) -> None:
         for h in (self._stale_handle, self._expire_handle, self._sub_expire_handle):
@@ -164,6 +169,7 @@ class ClientSession:
             self.ctx.limiter.close_user(self.user)
 
     def _log_disconnect(self, code: DisconnectCode, reason: str | None) -> None:
+        self.close_code = code.code
         self.ctx.observer.disconnect(code.code)
         log.info(
             "disconnect client=%s user=%s code=%d reason=%s",

@@ -40,6 +40,7 @@ from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.out_queue import OutQueue
 from handlers.protocol import Codec
+from handlers.proxy import kept_headers
 from handlers.session import ClientSession
 from handlers.uni_output import UNI_JSON, UniOutput
 from handlers.ws_handshake import cross_origin_refusal
@@ -257,6 +258,8 @@ class UniHandler(tornado.web.RequestHandler):
         wire = UniWire(self, self.ctx, self.framing)
         out = UniOutput(wire)
         session = ClientSession(self.ctx, wire, self.request.remote_ip or "", out)
+        session.transport = "sse" if self.framing.content_type.startswith("text/event-stream") else "http_stream"
+        session.request_headers = kept_headers(self.ctx.proxy, self.request.headers)
         wire.session = session
         self.wire = wire
         try:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import socket
 import sys
-from typing import Any, Hashable
+from typing import Any, Hashable, Mapping
 
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketClosedError, WebSocketHandler as _TornadoWS
@@ -27,6 +27,7 @@ from channels import errors
 from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.protocol import Codec, codec_for, negotiate
+from handlers.proxy import NO_HEADERS, kept_headers
 from handlers.session import ClientSession
 from handlers.ws_conn import WSConnection
 from handlers.ws_handshake import Refusal, offered_subprotocols, query_format, switching_protocols, upgrade_refusal
@@ -149,7 +150,7 @@ class WebSocketHandler(_TornadoWS):
         sock, early = taken
         conn = lean_connection(
             self.ctx, headers["Sec-WebSocket-Key"], query_format(self.request.query), offered_subprotocols(headers),
-            self.request.remote_ip or "", early,
+            self.request.remote_ip or "", early, headers,
         )
         await adopt(conn, sock)
 
@@ -179,6 +180,7 @@ class WebSocketHandler(_TornadoWS):
         assert stream is not None
         wire = WSWire(self, stream, codec, self.ctx)
         session = ClientSession(self.ctx, wire, self.request.remote_ip or "")
+        session.request_headers = kept_headers(self.ctx.proxy, self.request.headers)
         wire.session = session
         try:
             session.opened()
@@ -208,6 +210,7 @@ class WebSocketHandler(_TornadoWS):
 
 def lean_connection(
     ctx: Context, key: str, fmt: str | None, offered: list[str], remote_ip: str, early: bytes,
+    headers: Mapping[str, str] = NO_HEADERS,
 ) -> WSConnection:
     """The lean path's connection for a checked upgrade (the handler's and
     :mod:`handlers.front_door`'s): the codec is chosen from the query's
@@ -225,7 +228,9 @@ def lean_connection(
     if codec is None:
         conn.start(response, early, None, errors.BAD_REQUEST.code, "unknown format")
     else:
-        conn.start(response, early, ClientSession(ctx, conn, remote_ip))
+        session = ClientSession(ctx, conn, remote_ip)
+        session.request_headers = kept_headers(ctx.proxy, headers)
+        conn.start(response, early, session)
     return conn
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from channels.broker import Broker
+from channels.events import Outbox
 from channels.history import HistoryStore
 from channels.presence import PresenceManager
 from server.settings import Settings
@@ -62,3 +63,18 @@ def build_backends(settings: Settings, node_id: str) -> Backends:
     from channels.presence_memory import MemoryPresenceManager
 
     return Backends(MemoryBroker(history), MemoryPresenceManager(), history)
+
+
+def build_outbox(settings: Settings, node_id: str) -> Outbox:
+    """Where lifecycle events wait until delivered: a Redis Stream under the
+    Redis engine (survives restarts), this process's memory otherwise."""
+    if settings.engine == "redis":
+        from channels.events_redis import RedisOutbox
+
+        return RedisOutbox(
+            settings.redis_urls[0], settings.redis_prefix, node_id,
+            claim_idle=settings.events_claim_idle, max_len=settings.events_outbox_max_len,
+        )
+    from channels.events_memory import MemoryOutbox
+
+    return MemoryOutbox(settings.events_outbox_max_len)

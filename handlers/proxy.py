@@ -1,0 +1,210 @@
+"""The HTTP proxy client: POSTs Centrifugo's proxy JSON to the backend, bounded.
+
+Built once by server/app.py from the ``proxy_*`` settings (docs/PROXY.md)
+and reached by the command functions as ``ctx.proxy``. Bodies are
+:mod:`handlers.proxy_schema`'s. The HTTP calls go through one aiohttp
+session (keep-alive connections: a connection per call would measure TCP
+set-up instead of the backend).
+
+Failure is answered, never waited on: a backend that is down, slower than
+the event's timeout, answers a status other than 200 (unless
+``proxy_http_status_code_transforms`` maps it) or something that is not
+Centrifugo's JSON gets the client Centrifugo's internal error (100,
+temporary: the SDK retries with backoff). At most ``proxy_max_inflight``
+calls are outstanding; past that a call fails at once with 100, so a
+reconnect storm cannot queue unbounded work on the backend (centrifugo #982).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from channels import errors
+from channels.errors import Disconnect, DisconnectCode, SquallError
+from handlers.proxy_schema import ENCODING_BINARY, ENCODING_JSON, BackendError, ClientFields, MalformedResponse, parse_response
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from handlers.session import ClientSession
+
+log = logging.getLogger("squall.proxy")
+
+EVENTS = ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
+MAX_RESPONSE_BYTES = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str
+    timeout: float  # seconds for the whole call, waiting for a connection included
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTransform:
+    """Centrifugo's http_status_code_transforms entry: an HTTP status -> a client error or disconnect."""
+
+    status_code: int
+    error: SquallError | None = None
+    disconnect: DisconnectCode | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> StatusTransform:
+        """From ``{status_code, to_error: {code, message, temporary}}`` or ``{..., to_disconnect: {code, reason}}``."""
+        status = raw.get("status_code")
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise ValueError("status_code must be an integer")
+        to_error, to_disconnect = raw.get("to_error"), raw.get("to_disconnect")
+        if isinstance(to_error, Mapping) and isinstance(to_error.get("code"), int) and to_error["code"] > 0:
+            err = BackendError(to_error["code"], str(to_error.get("message", "")), bool(to_error.get("temporary", False)))
+            return cls(status, error=err)
+        if isinstance(to_disconnect, Mapping) and isinstance(to_disconnect.get("code"), int) and to_disconnect["code"] > 0:
+            return cls(status, disconnect=DisconnectCode(to_disconnect["code"], str(to_disconnect.get("reason", ""))))
+        raise ValueError("needs to_error.code or to_disconnect.code > 0")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Which events are proxied where; None: not proxied."""
+
+    connect: Endpoint | None = None
+    refresh: Endpoint | None = None
+    subscribe: Endpoint | None = None
+    publish: Endpoint | None = None
+    sub_refresh: Endpoint | None = None
+    rpc: Endpoint | None = None  # every rpc method not in rpc_methods
+    rpc_methods: Mapping[str, Endpoint] = field(default_factory=dict)
+    http_headers: tuple[str, ...] = ()  # lowercase; from the client's HTTP request only
+    emulated_headers: tuple[str, ...] = ()  # lowercase; from the connect command's `headers` only
+    static_headers: Mapping[str, str] = field(default_factory=dict)
+    binary_encoding: bool = False
+    max_inflight: int = 1000
+    status_transforms: tuple[StatusTransform, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return any(getattr(self, e) is not None for e in EVENTS) or bool(self.rpc_methods)
+
+    def rpc_endpoint(self, method: str) -> Endpoint | None:
+        return self.rpc_methods.get(method, self.rpc)
+
+
+def kept_headers(proxy: Proxy | None, headers: Mapping[str, str]) -> Mapping[str, str]:
+    """What a transport keeps of its HTTP request's headers: the allow-listed ones only."""
+    if proxy is None or not proxy.config.http_headers:
+        return NO_HEADERS
+    allowed = proxy.config.http_headers
+    return {k: v for k, v in headers.items() if k.lower() in allowed}
+
+
+NO_HEADERS: Mapping[str, str] = {}
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    """Plain counters (metrics read them)."""
+
+    calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENTS, 0))
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENTS, 0))
+    refused_inflight: int = 0
+
+
+class Proxy:
+    """One node's proxy client; ``close`` at shutdown."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.stats = ProxyStats()
+        self.inflight = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=self.config.max_inflight, limit_per_host=self.config.max_inflight)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def fields(self, s: ClientSession) -> ClientFields:
+        return ClientFields(
+            client=s.client_id,
+            transport=s.transport,
+            protocol=s.wire.codec.name,
+            encoding=ENCODING_BINARY if self.config.binary_encoding else ENCODING_JSON,
+        )
+
+    def headers(self, s: ClientSession) -> dict[str, str]:
+        """Static headers, then the client's emulated ones (their own allow-list), then
+        its HTTP request's (which win: the edge controls them, the client does not)."""
+        out = dict(self.config.static_headers)
+        allowed = self.config.emulated_headers
+        for k, v in s.emulated_headers.items():
+            if k.lower() in allowed:
+                out[k] = v
+        out.update(s.request_headers)
+        out["Content-Type"] = "application/json"
+        return out
+
+    async def call(self, event: str, endpoint: Endpoint, s: ClientSession, body: bytes) -> dict[str, Any] | None:
+        """POST ``body``; the response's ``result`` (None when empty).
+
+        Raises the backend's error or disconnect, or InternalError (100) when
+        the backend cannot answer in time, answers badly, or too many calls
+        are outstanding."""
+        self.stats.calls[event] += 1
+        if self.inflight >= self.config.max_inflight:
+            self.stats.refused_inflight += 1
+            self.stats.failures[event] += 1
+            log.warning("proxy %s refused: %d calls outstanding", event, self.inflight)
+            raise errors.InternalError()
+        self.inflight += 1
+        try:
+            status, raw = await asyncio.wait_for(self._post(endpoint.url, self.headers(s), body), endpoint.timeout)
+            if status != 200:
+                self._transformed(status)
+                raise _Failure(f"HTTP status {status}")
+            return parse_response(raw)
+        except (SquallError, Disconnect):
+            raise
+        except (_Failure, MalformedResponse) as e:
+            self.failed(event, endpoint, s, str(e))
+        except asyncio.TimeoutError:
+            self.failed(event, endpoint, s, f"no answer in {endpoint.timeout:g}s")
+        except Exception as e:  # aiohttp.ClientError, OSError: the backend is unreachable
+            self.failed(event, endpoint, s, f"{type(e).__name__}: {e}")
+        finally:
+            self.inflight -= 1
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        async with self._client().post(url, data=body, headers=headers) as resp:
+            raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+            if len(raw) > MAX_RESPONSE_BYTES:
+                raise _Failure("response too large")
+            return resp.status, raw
+
+    def _transformed(self, status: int) -> None:
+        for t in self.config.status_transforms:
+            if t.status_code == status:
+                if t.error is not None:
+                    raise t.error
+                if t.disconnect is not None:
+                    raise Disconnect(t.disconnect, t.disconnect.reason or None)
+
+    def failed(self, event: str, endpoint: Endpoint, s: ClientSession, why: str) -> None:
+        self.stats.failures[event] += 1
+        log.error("proxy %s to %s failed for client=%s: %s", event, endpoint.url, s.client_id, why)
+        raise errors.InternalError()
+
+
+class _Failure(Exception):
+    """The backend answered, but not with a usable 200."""

@@ -1,0 +1,133 @@
+"""One function per proxied event: build the request, call, parse the result.
+
+The command functions (:mod:`handlers.commands_connection`,
+:mod:`handlers.commands_channel`) call these when ``ctx.proxy`` proxies the
+event; the order against in-process hooks is theirs (docs/PROXY.md: the
+proxy first, then the hook, which sees what the backend decided).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from channels import errors
+from channels.namespaces import NamespaceOptions
+from handlers import proxy_schema as schema
+from handlers.proxy import Endpoint, Proxy
+
+if TYPE_CHECKING:
+    from handlers.context import Context
+    from handlers.session import ClientSession
+
+REFRESH_RETRY = 10.0  # seconds before refresh / sub_refresh is asked again after the backend failed
+UNSUBSCRIBE_EXPIRED = 2501  # Centrifugo's unsubscribe code: subscription expired
+
+
+async def connect(proxy: Proxy, ep: Endpoint, s: ClientSession, data: Any, name: str, version: str, channels: list[str]) -> schema.ConnectResult:
+    body = schema.connect_request(proxy.fields(s), data, name, version, channels)
+    result = await proxy.call("connect", ep, s, body)
+    if result is None:
+        raise errors.Unauthorized()
+    return _parsed(schema.ConnectResult.parse, result, proxy, "connect", ep, s)
+
+
+async def refresh(proxy: Proxy, ep: Endpoint, s: ClientSession) -> schema.RefreshResult:
+    result = await proxy.call("refresh", ep, s, schema.refresh_request(proxy.fields(s), s.user, s.meta))
+    return _parsed(schema.RefreshResult.parse, result, proxy, "refresh", ep, s)
+
+
+async def subscribe(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str, token: str, data: Any) -> schema.SubscribeOptions:
+    body = schema.subscribe_request(proxy.fields(s), s.user, s.meta, channel, token, data)
+    result = await proxy.call("subscribe", ep, s, body)
+    return _parsed(schema.SubscribeOptions.parse, result, proxy, "subscribe", ep, s)
+
+
+async def publish(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str, data: Any) -> schema.PublishResult:
+    body = schema.publish_request(proxy.fields(s), s.user, s.meta, channel, data)
+    result = await proxy.call("publish", ep, s, body)
+    return _parsed(schema.PublishResult.parse, result, proxy, "publish", ep, s)
+
+
+async def sub_refresh(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str) -> schema.RefreshResult:
+    body = schema.sub_refresh_request(proxy.fields(s), s.user, s.meta, channel)
+    result = await proxy.call("sub_refresh", ep, s, body)
+    return _parsed(schema.RefreshResult.parse, result, proxy, "sub_refresh", ep, s)
+
+
+async def rpc(proxy: Proxy, ep: Endpoint, s: ClientSession, method: str, data: Any) -> Any:
+    body = schema.rpc_request(proxy.fields(s), s.user, s.meta, method, data)
+    result = await proxy.call("rpc", ep, s, body)
+    return _parsed(schema.rpc_data, result, proxy, "rpc", ep, s)
+
+
+def _parsed(parse: Any, result: Any, proxy: Proxy, event: str, ep: Endpoint, s: ClientSession) -> Any:
+    """A result of the wrong shape is the backend's fault: 100, logged, as a failed call."""
+    try:
+        return parse(result)
+    except schema.MalformedResponse as e:
+        proxy.failed(event, ep, s, str(e))
+
+
+def channel_proxy(ctx: Context, event: str, opts: NamespaceOptions) -> tuple[Proxy, Endpoint] | None:
+    """The proxy and endpoint of a channel event (subscribe, publish,
+    sub_refresh) when the channel's namespace enables it (proxy_<event>)."""
+    proxy = ctx.proxy
+    if proxy is None or not getattr(opts, "proxy_" + event):
+        return None
+    endpoint: Endpoint | None = getattr(proxy.config, event)
+    return None if endpoint is None else (proxy, endpoint)
+
+
+async def publish_data(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str, data: Any) -> Any:
+    """What to publish: the backend's ``data`` when it rewrote it, else the client's."""
+    r = await publish(proxy, ep, s, channel, data)
+    return r.data if r.replaced else data
+
+
+def subscribed(s: ClientSession, channel: str, opts: NamespaceOptions, r: schema.SubscribeOptions, result: dict[str, Any]) -> None:
+    """After a proxied subscribe: the backend's ``data`` in the reply, and its
+    ``expire_at`` refreshed through the sub_refresh proxy when the namespace has one."""
+    if r.data is not None:
+        result["data"] = r.data
+    if r.expire_at and channel_proxy(s.ctx, "sub_refresh", opts) is not None:
+        arm_sub_refresh(s, channel, r.expire_at)
+
+
+def arm_sub_refresh(s: ClientSession, channel: str, at: float) -> None:
+    sub = s.subs.get(channel)
+    if sub is None:
+        return
+    if sub.proxy_timer is not None:
+        sub.proxy_timer.cancel()
+    sub.proxy_timer = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), _sub_refresh_due, s, channel, sub)
+
+
+def _sub_refresh_due(s: ClientSession, channel: str, sub: Any) -> None:
+    sub.proxy_timer = None
+    if s.connected and s.subs.get(channel) is sub:
+        s.ctx.hub.spawn(proxy_sub_refresh(s, channel, sub))
+
+
+async def proxy_sub_refresh(s: ClientSession, channel: str, sub: Any) -> None:
+    """Centrifugo's server-side sub_refresh: ``expired`` unsubscribes (2501),
+    else the subscription lives to the new ``expire_at`` (0: for good)."""
+    found = channel_proxy(s.ctx, "sub_refresh", sub.opts)
+    if found is None:
+        return
+    proxy, ep = found
+    try:
+        r = await sub_refresh(proxy, ep, s, channel)
+    except errors.Disconnect as d:
+        s.disconnect(errors.DisconnectCode(d.code, d.reason), d.reason)
+        return
+    except errors.SquallError:
+        arm_sub_refresh(s, channel, time.time() + REFRESH_RETRY)
+        return
+    if not s.connected or s.subs.get(channel) is not sub:
+        return
+    if r.expired:
+        await s.server_side_unsubscribe(channel, UNSUBSCRIBE_EXPIRED, "subscription expired")
+    elif r.expire_at:
+        arm_sub_refresh(s, channel, r.expire_at)
