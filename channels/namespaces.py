@@ -63,8 +63,10 @@ class NamespaceOptions:
     # Centrifugo's: delta types a subscriber may ask for ("fossil"); publication tags filters
     allowed_delta_types: tuple[str, ...] = ()
     allow_tags_filter: bool = False
-    # Centrifugo's: "" (as the client asks) or "stream"/"cache" for every subscriber
+    # Centrifugo's: "" (as the client asks) or "stream"/"cache" for every subscriber; with
+    # auto_cache_recover every subscribe gets the latest publication without asking
     force_recovery_mode: str = ""
+    auto_cache_recover: bool = False
 
     @property
     def stream(self) -> StreamOptions:
@@ -161,6 +163,8 @@ def _options(raw: Mapping[str, Any], where: str) -> NamespaceOptions:
         raise ValueError(f"{where}.allowed_delta_types: unknown delta type {sorted(bad)[0]!r} (known: fossil)")
     if opts.force_recovery_mode not in RECOVERY_MODES:
         raise ValueError(f"{where}.force_recovery_mode: expected one of 'stream', 'cache'")
+    if opts.auto_cache_recover and not (opts.force_recovery and opts.force_recovery_mode == "cache"):
+        raise ValueError(f"{where}.auto_cache_recover: needs force_recovery and force_recovery_mode = 'cache'")
     if (opts.force_recovery or opts.latest_value) and opts.history_size == 0:
         raise ValueError(f"{where}.history_size: needed by force_recovery/latest_value")
     return opts

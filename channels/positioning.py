@@ -54,6 +54,8 @@ async def read(
     if not stream.enabled:
         return out
     out.recoverable = recoverable or opts.force_recovery
+    if opts.force_recovery_mode == "cache" and opts.allow_recovery and (since is not None or opts.auto_cache_recover):
+        return await _cache(broker, channel, stream, since or StreamPosition(), out)
     if since is None or not opts.allow_recovery:
         res = await head(broker, channel, stream, opts.latest_value)
         out.position = res.position
@@ -78,4 +80,24 @@ async def read(
     log.info("recovery of %s from %d/%s refused: %s", channel, since.offset, since.epoch, why)
     if opts.latest_value:
         out.publications = latest if latest is not None else (await head(broker, channel, stream, True)).publications
+    return out
+
+
+async def _cache(broker: Broker, channel: str, stream: StreamOptions, since: StreamPosition, out: SubscribeOutcome) -> SubscribeOutcome:
+    """Centrifugo's cache recovery mode: only the newest publication matters.
+    Recovered when it is still the stream's top; sent unless the client already
+    holds exactly that position (Centrifugo's isCacheRecovered)."""
+    out.was_recovering = True
+    res = await head(broker, channel, stream, True)
+    out.position = top = res.position
+    same = since.offset > 0 and since.offset == top.offset and since.epoch == top.epoch
+    latest = res.publications[0] if res.publications else None
+    if latest is None:
+        out.recovered = same
+    else:
+        out.recovered = latest.offset == top.offset
+        if out.recovered and not same:
+            out.publications = [latest]
+    if not out.recovered:
+        out.refused = recovery.SHORT
     return out
