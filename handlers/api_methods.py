@@ -27,6 +27,7 @@ from handlers.api_requests import (
     MembershipRequest,
     PublishRequest,
     RefreshRequest,
+    SendRequest,
     string_param,
 )
 from handlers.requests import ChannelRequest, HistoryRequest
@@ -52,6 +53,7 @@ class ServerApi:
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
             "disconnect": self.disconnect,
+            "send": self.send,
             "refresh": self.refresh,
             "presence": self.presence,
             "presence_stats": self.presence_stats,
@@ -139,6 +141,12 @@ class ServerApi:
         req = MembershipRequest.parse(params)
         self._lookup(req.channel)
         await self.ctx.hub.send_control(op, user=req.user, client=req.client, channel=req.channel)
+        return {}
+
+    async def send(self, params: Params) -> dict[str, Any]:
+        """A ``message`` push to a user's (or one client's) connections on every node."""
+        req = SendRequest.parse(params)
+        await self.ctx.hub.send_control("message", user=req.user, client=req.client, data=req.data)
         return {}
 
     async def disconnect(self, params: Params) -> dict[str, Any]:

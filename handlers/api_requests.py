@@ -102,6 +102,25 @@ class MembershipRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SendRequest:
+    """send: a ``message`` push with ``data`` to a user's (or one client's) connections."""
+
+    user: str
+    client: str
+    data: Any
+
+    @classmethod
+    def parse(cls, params: Params) -> SendRequest:
+        user = string_param(params, "user", required=False)
+        client = string_param(params, "client", required=False)
+        if not user and not client:
+            raise errors.BadRequest("user or client required")
+        if "data" not in params:
+            raise errors.BadRequest("data required")
+        return cls(user, client, params["data"])
+
+
+@dataclass(frozen=True, slots=True)
 class DisconnectRequest:
     user: str
     client: str

@@ -32,6 +32,8 @@ class Controllable(Protocol):
 
     def server_side_unsubscribe(self, channel: str) -> Awaitable[None]: ...
 
+    def send_message(self, data: Any) -> None: ...
+
 
 def _sessions(hub: Hub, msg: dict[str, Any]) -> list[Controllable]:
     user = str(msg.get("user", ""))
@@ -65,7 +67,19 @@ def register_controls(hub: Hub) -> None:
         for s in _sessions(hub, msg):
             hub.spawn(_guard(s.server_side_unsubscribe(channel), "unsubscribe", channel))
 
+    def message(msg: dict[str, Any]) -> None:
+        """The server API's send: a message push (the client's 'message' event)."""
+        user, client = str(msg.get("user", "")), str(msg.get("client", ""))
+        if user:
+            targets = _sessions(hub, msg)
+        else:
+            one = hub.client(client)
+            targets = [cast(Controllable, one)] if one is not None else []
+        for s in targets:
+            s.send_message(msg.get("data"))
+
     hub.register_control("disconnect", disconnect)
+    hub.register_control("message", message)
     hub.register_control("refresh", refresh)
     hub.register_control("subscribe", subscribe)
     hub.register_control("unsubscribe", unsubscribe)

@@ -325,6 +325,12 @@ class ClientSession:
     async def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> None:
         await server_refresh(self, expire_at, conn_info)
 
+    def send_message(self, data: Any) -> None:
+        """A ``message`` push: the server API's send (the client's 'message' event)."""
+        if self.state is State.CONNECTED:
+            w = self.wire
+            self.write_wire(w.frame(w.codec.connection_push("message", {"data": data})))
+
 
 def _error_reply(e: Exception, client: str, method: str) -> SquallError:
     """The error reply for a command that raised ``e``, logged by how bad it is."""
