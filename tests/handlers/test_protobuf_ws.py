@@ -14,12 +14,14 @@ from typing import Any
 
 import orjson
 import pytest
+from tornado.httputil import HTTPHeaders
 
 from handlers import wsframe
 from handlers.codec_protobuf import varint
 from handlers.front_door import FrontDoor
 from handlers.proto import client_pb2 as pb
-from handlers.protocol import JSON, PROTOBUF
+from handlers.protocol import JSON, PROTOBUF, ProtocolError, formats, negotiate
+from handlers.ws_handshake import offered_subprotocols, query_format, switching_protocols
 from tests.handlers.test_wsframe import client_frame
 from tests.handlers.test_ws_conn import Raw
 from tests.helpers.squall_process import test_config
@@ -62,6 +64,40 @@ async def upgrade(port: int, query: str, protocols: str, split: bool) -> tuple[R
 def pb_connect(cid: int = 1) -> bytes:
     body = pb.Command(id=cid, connect=pb.ConnectRequest(name="test")).SerializeToString()
     return varint(len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", None), ("format=protobuf", "protobuf"), ("cf_protocol=protobuf", "protobuf"),
+     ("format=json&cf_protocol=protobuf", "json"), ("format=a&format=msgpack", "msgpack"), ("format=", "")],
+)
+def test_query_format(query: str, expected: str | None) -> None:
+    """``format`` first, else ``cf_protocol`` (Centrifugo's names), the last value of either; None without both."""
+    assert query_format(query) == expected
+
+
+def test_offered_subprotocols_and_the_101() -> None:
+    """The offer is read as Tornado reads it; the 101 answers one subprotocol, or none."""
+    h = HTTPHeaders()
+    h.add("Sec-WebSocket-Protocol", "chat, centrifuge-protobuf")
+    h.add("Sec-WebSocket-Protocol", "x")
+    assert offered_subprotocols(h) == ["chat", "centrifuge-protobuf", "x"]
+    assert offered_subprotocols(HTTPHeaders()) == []
+    key = base64.b64encode(b"k" * 16).decode()
+    assert b"Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" in switching_protocols(key, "centrifuge-protobuf")
+    assert b"Sec-WebSocket-Protocol" not in switching_protocols(key)
+    assert switching_protocols(key, "centrifuge-protobuf").endswith(b"\r\n\r\n")
+
+
+def test_codecs_follow_max_message_size() -> None:
+    """negotiate hands out a protobuf codec whose declared-length limit is the server's max_message_size."""
+    small, _ = negotiate(None, ["centrifuge-protobuf"], 100)
+    assert small is formats(100)["protobuf"] and small.name == "protobuf"
+    with pytest.raises(ProtocolError) as e:
+        small.decode_commands(varint(101) + b"\x08\x01")
+    assert e.value.disconnect.code == 1009
+    default, _ = negotiate(None, ["centrifuge-protobuf"])
+    assert default is PROTOBUF and formats(100)["json"] is JSON
 
 
 @pytest.mark.gen_test
