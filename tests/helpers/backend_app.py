@@ -51,7 +51,8 @@ class Backend:
     def got(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
 
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
+        """Listen (again: on the same port after :meth:`stop`, to end an outage)."""
         backend = self
 
         class Handler(tornado.web.RequestHandler):
@@ -77,15 +78,17 @@ class Backend:
                 pass
 
         app = tornado.web.Application([(r"/.*", Handler)])
-        sockets = bind_sockets(0, "127.0.0.1")
+        sockets = bind_sockets(port, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         self._server = tornado.httpserver.HTTPServer(app)
         self._server.add_sockets(sockets)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop listening and close the connections still open: an outage."""
         if self._server is not None:
-            self._server.stop()
-            self._server = None
+            server, self._server = self._server, None
+            server.stop()
+            await server.close_all_connections()
 
 
 @pytest.fixture
@@ -94,4 +97,4 @@ def backend(io_loop: Any) -> Iterator[Backend]:
     b = Backend()
     b.start()
     yield b
-    b.stop()
+    io_loop.run_sync(b.stop)

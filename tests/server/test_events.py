@@ -1,0 +1,112 @@
+"""Lifecycle events under the memory engine, delivered to a real webhook
+receiver and to the in-process hook (in-process Squall, centrifuge-python)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+import pytest
+from centrifuge import Client
+
+from channels.events_delivery import backoff
+from handlers.hooks import Hooks
+from server.app import Squall, build
+from server.settings import Settings, load
+from tests.helpers.backend_app import Answer, Backend, backend  # noqa: F401
+from tests.helpers.squall_process import test_config, to_toml
+from tests.helpers.waiting import until
+
+SECRET = "s3cret-for-webhook-signatures-0123456789"
+ALL = ["channel_occupied", "channel_vacated", "join", "leave", "connect", "disconnect", "publication"]
+
+
+@pytest.fixture
+def hook_events() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def squall_settings(backend: Backend, tmp_path: Path) -> Settings:
+    cfg = test_config(events_webhook_url=backend.url("/events"), events_webhook_secret=SECRET, events_types=ALL,
+                      events_retry_min_delay=0.05, events_retry_max_delay=0.2)
+    path = tmp_path / "squall.toml"
+    path.write_text(to_toml(cfg))
+    return load(str(path), environ={})
+
+
+@pytest.fixture
+def squall_app(io_loop: Any, squall_settings: Settings, hook_events: list[dict[str, Any]]) -> Any:
+    async def on_event(e: dict[str, Any]) -> None:
+        hook_events.append(e)
+
+    sq = build(squall_settings, hooks=Hooks(on_event=on_event))
+    io_loop.run_sync(sq.start)
+    yield sq
+    io_loop.run_sync(sq.close)
+
+
+def received(b: Backend) -> list[dict[str, Any]]:
+    return [e for r in b.got("/events") if r.body for e in r.body["events"]]
+
+
+def verify(r: Any) -> bool:
+    ts, sig = r.headers["X-Squall-Timestamp"], r.headers["X-Squall-Signature"]
+    want = "sha256=" + hmac.new(SECRET.encode(), ts.encode() + b"." + r.raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(sig, want)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_lifecycle_events_reach_webhook_signed_and_hook(ws_url: str, backend: Backend, squall_app: Squall, hook_events: list[dict[str, Any]]) -> None:
+    """connect, occupied, join, publication, leave, vacated, disconnect (its code) reach the webhook (HMAC-signed) and the hook."""
+    c = Client(ws_url, timeout=5)
+    await c.connect()
+    sub = c.new_subscription("chat:ev")
+    await sub.subscribe()
+    await sub.publish({"n": 1})
+    await sub.unsubscribe()
+    await c.disconnect()
+    await until(lambda: "disconnect" in [e["type"] for e in received(backend)], timeout=10)
+    events = received(backend)
+    kinds = [e["type"] for e in events]
+    assert kinds == ["connect", "channel_occupied", "join", "publication", "leave", "channel_vacated", "disconnect"]
+    assert len({e["id"] for e in events}) == len(events)
+    assert all(verify(r) for r in backend.got("/events"))
+    by = {e["type"]: e for e in events}
+    assert by["publication"]["channel"] == "chat:ev" and by["publication"]["data"] == {"n": 1} and by["publication"]["offset"] == 1
+    assert by["disconnect"]["code"] == 3000 and by["connect"]["client"] == by["disconnect"]["client"]
+    assert by["join"]["info"]["client"] == by["connect"]["client"]
+    await until(lambda: len(hook_events) == len(events))
+    assert [e["id"] for e in hook_events] == [e["id"] for e in events]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_webhook_errors_are_retried_with_the_same_ids(ws_url: str, backend: Backend, squall_app: Squall) -> None:
+    """A receiver answering 503 gets the same batch again (same ids) until it takes it; the counters say so."""
+    state = {"fail": 3}
+
+    def answer(body: Any) -> Answer:
+        if state["fail"] > 0:
+            state["fail"] -= 1
+            return Answer({"error": "down"}, status=503)
+        return Answer({})
+
+    backend.answer("/events", answer)
+    await squall_app.ctx.hub.publish("chat:retry", {"x": 1})
+    await until(lambda: any(e["type"] == "publication" for e in received(backend)) and state["fail"] == 0, timeout=10)
+    await until(lambda: len(backend.got("/events")) >= 4, timeout=10)
+    bodies = [r.body["events"] for r in backend.got("/events")]
+    assert all([e["id"] for e in b] == [e["id"] for e in bodies[0]] for b in bodies[:4])
+    stats = squall_app.ctx.events.stats  # type: ignore[union-attr]
+    await until(lambda: stats.sent >= 1)
+    assert stats.retried >= 3 and stats.queued >= 1 and stats.failed == 0
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    """Delays double from the minimum, stop at the cap, and keep 50-100 % of it."""
+    assert backoff(1, 0.2, 10.0, rnd=lambda: 1.0) == pytest.approx(0.2)
+    assert backoff(3, 0.2, 10.0, rnd=lambda: 1.0) == pytest.approx(0.8)
+    assert backoff(30, 0.2, 10.0, rnd=lambda: 1.0) == pytest.approx(10.0)
+    assert backoff(30, 0.2, 10.0, rnd=lambda: 0.0) == pytest.approx(5.0)
