@@ -18,6 +18,7 @@ from handlers.http_stream import HttpStreamHandler
 from handlers.metrics import Metrics, MetricsHandler
 from handlers.pages import PageHandler
 from handlers.sse import SSEHandler
+from handlers.uni_websocket import UniWebSocketHandler
 from handlers.websocket import WS_PATH, WebSocketHandler
 from server.backends import Backends
 
@@ -41,6 +42,7 @@ def routes(ctx: Context, backends: Backends, metrics: Metrics, static_dir: Path)
         (r"/emulation", EmulationHandler, emulated),
         (r"/connection/uni_sse", SSEHandler, {"ctx": ctx}),
         (r"/connection/uni_http_stream", HttpStreamHandler, {"ctx": ctx}),
+        (r"/connection/uni_websocket", UniWebSocketHandler, {"ctx": ctx}),
         (r"/dashboard", PageHandler, {"path": str(static_dir / "dashboard.html")}),
     ]
     return table
