@@ -40,6 +40,8 @@ class Backend:
         self.received: list[Received] = []
         self.answers: dict[str, Callable[[Any], Answer]] = {}
         self.port = 0
+        self.inflight = 0  # requests being answered now
+        self.max_inflight = 0  # the most at once
         self._server: tornado.httpserver.HTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -65,8 +67,13 @@ class Backend:
                 path = self.request.path
                 backend.received.append(Received(path, dict(self.request.headers), body, raw))
                 ans = backend.answers.get(path, lambda b: Answer())(body)
-                if ans.delay:
-                    await asyncio.sleep(ans.delay)
+                backend.inflight += 1
+                backend.max_inflight = max(backend.max_inflight, backend.inflight)
+                try:
+                    if ans.delay:
+                        await asyncio.sleep(ans.delay)
+                finally:
+                    backend.inflight -= 1
                 self.set_status(ans.status)
                 if isinstance(ans.body, (bytes, str)):
                     self.finish(ans.body)
