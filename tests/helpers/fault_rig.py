@@ -255,8 +255,10 @@ class Report:
 
     def line(self) -> str:
         errs = ",".join(f"{k}:{v}" for k, v in sorted(self.errors.items())) or "-"
+        missing = len(self.missing_history) + self.refused - self.refused_stored  # in no history at the end
         return (f"FAULTS {self.scenario}: published={self.attempted} acked={self.acked} refused={self.refused} "
-                f"(stored anyway {self.refused_stored}; {errs}) acked_missing_history={len(self.missing_history)} "
+                f"(stored anyway {self.refused_stored}; {errs}) missing={missing} "
+                f"acked_missing_history={len(self.missing_history)} "
                 f"acked_missing_clients={len(self.missing_clients)} pairs={self.pairs} "
                 f"silent_gaps={len(self.silent)} flagged_gaps={len(self.flagged)} duplicates={self.duplicates} "
                 f"recovered_true={self.recoveries} stuck={len(self.stuck)} presence_wrong={len(self.presence)} "

@@ -3,7 +3,8 @@ subscribers with recovery and API publishers, one fault at a time under traffic.
 Every acknowledged publication must be in history and at every client that stayed
 subscribed or recovered; no client may skip an offset without being told.
 
-Run: .venv/bin/python -m pytest -q tests/server/test_faults.py -s   (prints one FAULTS line per scenario)
+Run: .venv/bin/python -m pytest -q tests/server/test_faults.py -s   (one FAULTS line per scenario;
+"missing" counts publications, acknowledged or refused, that are in no history at the end)
 """
 
 from __future__ import annotations
