@@ -14,10 +14,12 @@ import asyncio
 import hashlib
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -42,6 +44,8 @@ class Webhook:
         headers = {"Content-Type": "application/json", "X-Squall-Timestamp": ts}
         if self.secret:
             headers["X-Squall-Signature"] = signature(self.secret, ts, body)
+        import aiohttp  # only when a webhook is configured (docs/DEPENDENCIES.md)
+
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
