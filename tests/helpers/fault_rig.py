@@ -248,6 +248,7 @@ class Report:
     recoveries: int = 0
     stuck: list[str] = field(default_factory=list)
     presence: list[str] = field(default_factory=list)  # channels whose presence is not the connected clients
+    subscribe_errors: dict[str, int] = field(default_factory=dict)  # what the SDK's on_error saw (it retries)
     errors: dict[str, int] = field(default_factory=dict)
     traffic_s: float = 0.0
     total_s: float = 0.0
@@ -262,6 +263,7 @@ class Report:
                 f"acked_missing_clients={len(self.missing_clients)} pairs={self.pairs} "
                 f"silent_gaps={len(self.silent)} flagged_gaps={len(self.flagged)} duplicates={self.duplicates} "
                 f"recovered_true={self.recoveries} stuck={len(self.stuck)} presence_wrong={len(self.presence)} "
+                f"subscribe_errors={sum(self.subscribe_errors.values())} "
                 f"fault=t{self.fault_window[0]:.1f}-{self.fault_window[1]:.1f}s "
                 f"traffic={self.traffic_s:.1f}s total={self.total_s:.1f}s")
 
@@ -274,6 +276,7 @@ class Report:
                   f"acked by {o.node} at t={o.t:.2f}s" for o in self.missing_history[:limit]]
         lines += [f"  stuck: {s}" for s in self.stuck[:limit]]
         lines += [f"  presence: {s}" for s in self.presence[:limit]]
+        lines += [f"  subscribe error x{n}: {e}" for e, n in sorted(self.subscribe_errors.items())[:limit]]
         kinds: dict[str, int] = {}
         for _, f in self.flagged:
             kinds[f.kind] = kinds.get(f.kind, 0) + 1
@@ -504,6 +507,9 @@ class FaultRig:
             rep.flagged += [(pair, f) for f in a.flagged]
             rep.duplicates += a.duplicates
             rep.recoveries += a.recoveries
+            for err in rec.errors:
+                text = err.split(" ", 1)[1]  # without the time
+                rep.subscribe_errors[text] = rep.subscribe_errors.get(text, 0) + 1
             if not self._caught_up(rec, final.get(rec.channel, ("?", 0))):
                 seg = a.current
                 rep.stuck.append(f"{pair}: subscribed={a.subscribed} at {seg.epoch if seg else '-'}:"
