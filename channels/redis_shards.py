@@ -10,21 +10,29 @@ script may touch them all.
   ``urls[i]``. Adding a URL moves channels; do it with every node stopped.
 * Cluster (``cluster=True``): :data:`CLUSTER_BUCKETS` buckets, placed by the
   cluster's own slot map; pub/sub is sharded (SSUBSCRIBE/SPUBLISH).
+* Sentinel (a ``redis+sentinel://`` URL, Centrifugo's spelling): the bucket's
+  server is whichever master the sentinels name; every new connection, the
+  pub/sub one included, asks them first, so after a failover reconnects land
+  on the new master.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 CLUSTER_BUCKETS = 64
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
 
 # The pub/sub link to one endpoint opens its connection through this.
 ConnectionFactory = Callable[[], AbstractConnection]
@@ -33,6 +41,81 @@ ConnectionFactory = Callable[[], AbstractConnection]
 def bucket_of(channel: str, n_buckets: int) -> int:
     """Stable across processes and restarts (never Python's salted hash())."""
     return zlib.crc32(channel.encode("utf-8")) % n_buckets
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelAddress:
+    """A ``redis+sentinel://`` URL, read as Centrifugo reads it."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """For logs: no credentials."""
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+        return f"sentinel {self.master_name}@{hosts}/{self.db}"
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.startswith(SENTINEL_SCHEME + "://")
+
+
+def _host_port(text: str, url: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(SENTINEL_PORT)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{url!r}: {text!r} is not a sentinel HOST:PORT")
+    return host, int(port)
+
+
+def parse_sentinel_url(url: str) -> SentinelAddress:
+    """``redis+sentinel://[user:password@]host:port[/db]?sentinel_master_name=NAME[&addr=host:port...]``
+    (Centrifugo's form: more sentinels as repeated ``addr=``, never a comma list, which
+    flags and SQUALL_REDIS_URLS would split); ``sentinel_user``/``sentinel_password``
+    authenticate to the sentinels, the user/password before ``@`` to the master.
+    Raises ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        raise ValueError(f"{url!r}: not a {SENTINEL_SCHEME}:// URL")
+    query = parse_qs(parts.query)
+    known = {"sentinel_master_name", "addr", "sentinel_user", "sentinel_password"}
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise ValueError(f"{url!r}: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    master = query.get("sentinel_master_name", [""])[-1]
+    if not master:
+        raise ValueError(f"{url!r}: sentinel_master_name is missing (?sentinel_master_name=mymaster)")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    if "," in hostlist or any("," in v for v in query.get("addr", [])):
+        raise ValueError(f"{url!r}: list more sentinels as &addr=HOST:PORT, one each, not separated by commas")
+    hosts = [h for h in [hostlist, *query.get("addr", [])] if h]
+    if not hosts:
+        raise ValueError(f"{url!r}: no sentinel address")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"{url!r}: the database {path!r} is not a number")
+    user, colon, password = userinfo.partition(":")
+    return SentinelAddress(
+        sentinels=tuple(_host_port(h, url) for h in hosts),
+        master_name=master,
+        db=int(path or 0),
+        username=unquote(user) or None,
+        password=unquote(password) if colon else None,
+        sentinel_username=query.get("sentinel_user", [None])[-1],
+        sentinel_password=query.get("sentinel_password", [None])[-1],
+    )
+
+
+class _SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The sentinel's master pool, waiting for a free connection like the standalone one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +165,11 @@ class RedisShards:
             "retry": Retry(NoBackoff(), 0),
         }
         self._clients: list[Any] = []
+        self._names = [u if not is_sentinel_url(u) else parse_sentinel_url(u).name for u in self._urls]
+        self._sentinels: list[Sentinel] = []
         self._cluster: RedisCluster | None = None
+        if cluster and any(is_sentinel_url(u) for u in self._urls):
+            raise ValueError("redis_cluster and redis+sentinel:// URLs do not mix")
         if cluster:
             self._cluster = RedisCluster.from_url(
                 self._urls[0], max_connections=max_connections, **common
@@ -90,11 +177,35 @@ class RedisShards:
             self.n_buckets = CLUSTER_BUCKETS
         else:
             for url in self._urls:
+                if is_sentinel_url(url):
+                    self._clients.append(self._master_client(parse_sentinel_url(url), max_connections, common))
+                    continue
                 pool = BlockingConnectionPool.from_url(
                     url, max_connections=max_connections, timeout=connect_timeout, **common
                 )
                 self._clients.append(Redis(connection_pool=pool))
             self.n_buckets = len(self._urls)
+
+    def _master_client(self, addr: SentinelAddress, max_connections: int, common: dict[str, Any]) -> Redis:
+        """A client of the master the sentinels name; it asks them again for every new connection."""
+        auth = {"username": addr.sentinel_username, "password": addr.sentinel_password}
+        sentinel = Sentinel(
+            list(addr.sentinels),
+            sentinel_kwargs={**auth, "socket_timeout": common["socket_timeout"],
+                             "socket_connect_timeout": common["socket_connect_timeout"]},
+        )
+        self._sentinels.append(sentinel)
+        client: Redis = sentinel.master_for(
+            addr.master_name,
+            connection_pool_class=_SentinelBlockingPool,
+            max_connections=max_connections,
+            timeout=self._connect_timeout,
+            db=addr.db,
+            username=addr.username,
+            password=addr.password,
+            **common,
+        )
+        return client
 
     async def start(self) -> None:
         """Cluster only: learn the slot map (raises when the cluster is down)."""
@@ -111,6 +222,8 @@ class RedisShards:
             await self._cluster.aclose()
         for client in self._clients:
             await client.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
 
     # ---------------------------------------------------------------- names
     def tag(self, bucket: int) -> str:
@@ -153,8 +266,8 @@ class RedisShards:
         """Servers that need a pub/sub connection, with the buckets they hold."""
         if self._cluster is None:
             return [
-                Endpoint(url, self._pubsub_factory(client), (i,))
-                for i, (url, client) in enumerate(zip(self._urls, self._clients))
+                Endpoint(name, self._pubsub_factory(client), (i,))
+                for i, (name, client) in enumerate(zip(self._names, self._clients))
             ]
         by_node: dict[str, tuple[Any, list[int]]] = {}
         for b in range(self.n_buckets):
@@ -179,6 +292,7 @@ class RedisShards:
         return out
 
     def _pubsub_factory(self, client: Redis) -> ConnectionFactory:
+        """Connections like the pool's own: a sentinel pool's ask the sentinels for the master."""
         pool = client.connection_pool
         kwargs = self._pubsub_kwargs(pool.connection_kwargs)
         cls = pool.connection_class

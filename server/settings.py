@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from channels.namespaces import Namespaces, build_namespaces, parse_duration
+from channels.redis_shards import SENTINEL_SCHEME, parse_sentinel_url
 
 ENV_PREFIX = "SQUALL_"
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
@@ -183,7 +184,7 @@ def _validate(s: Settings) -> None:
     _check_mongo_url(s.mongo_url, parse=s.history == "mongo")
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 
 
@@ -191,8 +192,15 @@ def _check_redis_url(url: str) -> None:
     scheme = urlsplit(url).scheme
     if scheme not in REDIS_SCHEMES:
         raise ConfigError(
-            "redis_urls", f"{url!r} is not a Redis URL: use redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH"
+            "redis_urls", f"{url!r} is not a Redis URL: use redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
+            "or redis+sentinel://HOST:PORT?sentinel_master_name=NAME"
         )
+    if scheme == SENTINEL_SCHEME:
+        try:
+            parse_sentinel_url(url)
+        except ValueError as e:
+            raise ConfigError("redis_urls", str(e)) from None
+        return
     try:
         urlsplit(url).port
     except ValueError:

