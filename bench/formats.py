@@ -10,7 +10,8 @@ each format, pinned to one core with the C broadcast generator
 pinned to the other, the order alternating between rounds. The generator
 publishes the same JSON bytes in both formats, so the difference is the
 codec: decoding the publish, encoding the push once per publication, the
-frames. The server's CPU is sampled at the generator's marks (the measured
+frames (the generator's batched reads wake per publication frame, sized by
+what it saw in the warm-up, so both formats are read alike). The server's CPU is sampled at the generator's marks (the measured
 interval, after warm-up) and divided by the deliveries made in it. The
 result is the median of the per-round ratios protobuf / JSON; a run that
 lost or refused anything fails it.
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             per[fmt].append(r.get("server_us_per_delivery", 0.0))
             print(f"round {rnd}, {fmt:8}: {r['deliveries_per_s']:,.0f} deliveries/s; server "
                   f"{r.get('server_cores', 0):.2f} cores, {r.get('server_us_per_delivery', 0):.3f} µs/delivery; "
-                  f"generator {r['cpu_us_per_delivery']:.3f} µs/delivery; ready {r['ready']}/{r['subscribers']}, "
+                  f"generator {r['cpu_us_per_delivery']:.3f} µs/delivery; {r.get('frame_bytes', 0):.0f}-byte frames; ready {r['ready']}/{r['subscribers']}, "
                   f"loss {r['loss']}, closes {r['closes']}, publish errors {r['publish_errors']}", flush=True)
     ratios = [pb / js for js, pb in zip(per["json"], per["protobuf"]) if js > 0 and pb > 0]
     if not ratios:

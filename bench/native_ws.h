@@ -76,6 +76,7 @@ static uint64_t settled; /* connections that became ready or closed before it */
 static uint64_t acked, publish_errors, reply_errors;
 static int last_close_code;
 static int proto; /* 1: the protobuf form; set by the program before any connection opens */
+static uint64_t pub_frame_bytes; /* wire bytes of the publication frames read (header included) */
 static char buf[1 << 18];
 
 static double now(void) {
@@ -235,7 +236,10 @@ static void pb_frame_done(conn_t *c, const uint8_t *p, size_t n) {
         i += (size_t)len;
         if (!pb_read(p, n, &i, &tag)) return;
     }
-    if (tag == 0x22) on_pub(c, (const char *)p, n); /* join/leave and other pushes are not deliveries */
+    if (tag == 0x22) { /* join/leave and other pushes are not deliveries */
+        pub_frame_bytes += c->payload_len + (c->payload_len < 126 ? 2 : 4);
+        on_pub(c, (const char *)p, n);
+    }
 }
 
 static void frame_done(conn_t *c) {
@@ -261,7 +265,10 @@ static void frame_done(conn_t *c) {
         return;
     }
     if (n >= 7 && memcmp(p, "{\"push\"", 7) == 0) {
-        if (memmem(p, n, "\"pub\":", 6)) on_pub(c, p, n); /* join/leave and other pushes are not deliveries */
+        if (memmem(p, n, "\"pub\":", 6)) { /* join/leave and other pushes are not deliveries */
+            pub_frame_bytes += c->payload_len + (c->payload_len < 126 ? 2 : 4);
+            on_pub(c, p, n);
+        }
         return;
     }
     if (n >= 5 && memcmp(p, "{\"id\"", 5) == 0) on_reply(c, memmem(p, n, "\"error\"", 7) != NULL);
