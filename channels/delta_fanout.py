@@ -44,19 +44,27 @@ class Delivery:
 
     delta: bool = False
     tags_filter: Filter | None = None
+    # a binary wire format (protobuf): delta payloads as raw bytes, not JSON text
+    binary: bool = False
     # delta: the subscriber holds the channel's previous publication
     ready: bool = False
 
 
-def full_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A publication for a delta subscriber, not a delta: data as its JSON text."""
-    return {**body, "data": orjson.dumps(body.get("data")).decode()}
+def full_body(body: dict[str, Any], binary: bool = False) -> dict[str, Any]:
+    """A publication for a delta subscriber, not a delta: data as its JSON text
+    (JSON protocol) or its JSON bytes (protobuf)."""
+    raw = orjson.dumps(body.get("data"))
+    return {**body, "data": raw if binary else raw.decode()}
 
 
-def _delta_body(body: dict[str, Any], prev: bytes, cur: bytes) -> dict[str, Any] | None:
+def _delta_bytes(prev: bytes, cur: bytes) -> bytes | None:
     delta = fossil_delta(prev, cur)
-    if len(delta) >= len(cur):
-        return None
+    return delta if len(delta) < len(cur) else None
+
+
+def _delta_body(body: dict[str, Any], delta: bytes, binary: bool) -> dict[str, Any] | None:
+    if binary:
+        return {**body, "data": delta, "delta": True}
     try:
         text = delta.decode("utf-8")  # a literal may split a UTF-8 sequence: then send it full
     except UnicodeDecodeError:
@@ -72,8 +80,9 @@ def publication(ch: ChannelState, channel: str, pub: Publication, encode: Any) -
     has_delta = any(d.delta for d in special.values())
     cur = orjson.dumps(pub.data) if has_delta else b""
     prev, ch.delta_prev = ch.delta_prev, (cur if has_delta else None)
-    full: dict[str, Any] | None = None
-    delta: dict[str, Any] | None | bool = False  # False: not computed yet
+    full: dict[bool, dict[str, Any]] = {}  # binary -> the full form
+    delta: bytes | None | bool = False  # False: not computed yet
+    delta_forms: dict[bool, dict[str, Any] | None] = {}
     cache: dict[Hashable, bytes] = {}
     matched: dict[Filter, bool] = {}
     delivered = 0
@@ -97,14 +106,20 @@ def publication(ch: ChannelState, channel: str, pub: Publication, encode: Any) -
                 key, out, conf = sub.wire_key, body, conflate
             else:
                 conf = None
-                if d.ready and prev is not None and delta is False:
-                    delta = _delta_body(body, prev, cur)
-                if d.ready and isinstance(delta, dict):
-                    key, out = (sub.wire_key, "delta"), delta
+                form = None
+                if d.ready and prev is not None:
+                    if delta is False:
+                        delta = _delta_bytes(prev, cur)
+                    if isinstance(delta, bytes):
+                        if d.binary not in delta_forms:
+                            delta_forms[d.binary] = _delta_body(body, delta, d.binary)
+                        form = delta_forms[d.binary]
+                if form is not None:
+                    key, out = (sub.wire_key, "delta"), form
                 else:
-                    if full is None:
-                        full = full_body(body)
-                    key, out = (sub.wire_key, "full"), full
+                    if d.binary not in full:
+                        full[d.binary] = full_body(body, d.binary)
+                    key, out = (sub.wire_key, "full"), full[d.binary]
                 d.ready = True
         data = cache.get(key)
         if data is None:

@@ -129,7 +129,7 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
         raise errors.LimitExceeded("channel limit")
     expire_at = 0
     proxied = None
-    delivery = delivery_for(req, opts)
+    delivery = delivery_for(req, opts, s.wire.codec.binary)
     token_info: Any = None
     if req.token:
         claims = subscription_claims(ctx.verifier, req.token, channel, s.user, s.client_id)

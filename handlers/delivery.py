@@ -18,20 +18,20 @@ from channels.types import Publication
 from handlers.requests import SubscribeRequest
 
 
-def delivery_for(req: SubscribeRequest, opts: NamespaceOptions) -> Delivery | None:
+def delivery_for(req: SubscribeRequest, opts: NamespaceOptions, binary: bool = False) -> Delivery | None:
     """The subscriber's Delivery, None when it is delivered as everyone."""
     if req.tags_filter is not None and not opts.allow_tags_filter:
         raise errors.Disconnect(errors.BAD_REQUEST, "tags filter not allowed")
     delta = bool(req.delta) and req.delta in opts.allowed_delta_types
     if not delta and req.tags_filter is None:
         return None
-    return Delivery(delta=delta, tags_filter=req.tags_filter)
+    return Delivery(delta=delta, tags_filter=req.tags_filter, binary=binary)
 
 
 def publication_body(delivery: Delivery | None, pub: Publication) -> dict[str, Any]:
     """A publication outside the fan-out (recovered, buffered while subscribing)."""
     body = pub.to_dict()
-    return full_body(body) if delivery is not None and delivery.delta else body
+    return full_body(body, delivery.binary) if delivery is not None and delivery.delta else body
 
 
 def keeps(delivery: Delivery | None, pub: Publication) -> bool:

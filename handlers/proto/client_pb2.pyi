@@ -152,6 +152,22 @@ class Error(_message.Message):
     temporary: bool
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., temporary: bool = ...) -> None: ...
 
+class FilterNode(_message.Message):
+    __slots__ = ["cmp", "key", "nodes", "op", "val", "vals"]
+    CMP_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    VALS_FIELD_NUMBER: _ClassVar[int]
+    VAL_FIELD_NUMBER: _ClassVar[int]
+    cmp: str
+    key: str
+    nodes: _containers.RepeatedCompositeFieldContainer[FilterNode]
+    op: str
+    val: str
+    vals: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, op: _Optional[str] = ..., key: _Optional[str] = ..., cmp: _Optional[str] = ..., val: _Optional[str] = ..., vals: _Optional[_Iterable[str]] = ..., nodes: _Optional[_Iterable[_Union[FilterNode, _Mapping]]] = ...) -> None: ...
+
 class HistoryRequest(_message.Message):
     __slots__ = ["channel", "limit", "reverse", "since"]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -234,7 +250,7 @@ class PresenceStatsResult(_message.Message):
     def __init__(self, num_clients: _Optional[int] = ..., num_users: _Optional[int] = ...) -> None: ...
 
 class Publication(_message.Message):
-    __slots__ = ["data", "info", "offset", "tags", "time"]
+    __slots__ = ["data", "delta", "info", "offset", "tags", "time"]
     class TagsEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -243,24 +259,32 @@ class Publication(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     data: bytes
+    delta: bool
     info: ClientInfo
     offset: int
     tags: _containers.ScalarMap[str, str]
     time: int
-    def __init__(self, data: _Optional[bytes] = ..., info: _Optional[_Union[ClientInfo, _Mapping]] = ..., offset: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., time: _Optional[int] = ...) -> None: ...
+    def __init__(self, data: _Optional[bytes] = ..., info: _Optional[_Union[ClientInfo, _Mapping]] = ..., offset: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., delta: bool = ..., time: _Optional[int] = ...) -> None: ...
 
 class PublishRequest(_message.Message):
-    __slots__ = ["channel", "data"]
+    __slots__ = ["channel", "data", "key", "removed", "type"]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
     channel: str
     data: bytes
-    def __init__(self, channel: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    key: str
+    removed: bool
+    type: int
+    def __init__(self, channel: _Optional[str] = ..., data: _Optional[bytes] = ..., type: _Optional[int] = ..., key: _Optional[str] = ..., removed: bool = ...) -> None: ...
 
 class PublishResult(_message.Message):
     __slots__ = []
@@ -409,9 +433,10 @@ class Subscribe(_message.Message):
     def __init__(self, recoverable: bool = ..., epoch: _Optional[str] = ..., offset: _Optional[int] = ..., positioned: bool = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ["channel", "data", "epoch", "flag", "join_leave", "offset", "positioned", "recover", "recoverable", "token"]
+    __slots__ = ["channel", "data", "delta", "epoch", "flag", "join_leave", "offset", "positioned", "recover", "recoverable", "tf", "token", "type"]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     FLAG_FIELD_NUMBER: _ClassVar[int]
     JOIN_LEAVE_FIELD_NUMBER: _ClassVar[int]
@@ -419,9 +444,12 @@ class SubscribeRequest(_message.Message):
     POSITIONED_FIELD_NUMBER: _ClassVar[int]
     RECOVERABLE_FIELD_NUMBER: _ClassVar[int]
     RECOVER_FIELD_NUMBER: _ClassVar[int]
+    TF_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
     channel: str
     data: bytes
+    delta: str
     epoch: str
     flag: int
     join_leave: bool
@@ -429,12 +457,15 @@ class SubscribeRequest(_message.Message):
     positioned: bool
     recover: bool
     recoverable: bool
+    tf: FilterNode
     token: str
-    def __init__(self, channel: _Optional[str] = ..., token: _Optional[str] = ..., recover: bool = ..., epoch: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., positioned: bool = ..., recoverable: bool = ..., join_leave: bool = ..., flag: _Optional[int] = ...) -> None: ...
+    type: int
+    def __init__(self, channel: _Optional[str] = ..., token: _Optional[str] = ..., recover: bool = ..., epoch: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., positioned: bool = ..., recoverable: bool = ..., join_leave: bool = ..., delta: _Optional[str] = ..., tf: _Optional[_Union[FilterNode, _Mapping]] = ..., flag: _Optional[int] = ..., type: _Optional[int] = ...) -> None: ...
 
 class SubscribeResult(_message.Message):
-    __slots__ = ["data", "epoch", "expires", "offset", "positioned", "publications", "recoverable", "recovered", "ttl", "was_recovering"]
+    __slots__ = ["data", "delta", "epoch", "expires", "offset", "positioned", "publications", "recoverable", "recovered", "ttl", "was_recovering"]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -445,6 +476,7 @@ class SubscribeResult(_message.Message):
     TTL_FIELD_NUMBER: _ClassVar[int]
     WAS_RECOVERING_FIELD_NUMBER: _ClassVar[int]
     data: bytes
+    delta: bool
     epoch: str
     expires: bool
     offset: int
@@ -454,7 +486,7 @@ class SubscribeResult(_message.Message):
     recovered: bool
     ttl: int
     was_recovering: bool
-    def __init__(self, expires: bool = ..., ttl: _Optional[int] = ..., recoverable: bool = ..., epoch: _Optional[str] = ..., publications: _Optional[_Iterable[_Union[Publication, _Mapping]]] = ..., recovered: bool = ..., offset: _Optional[int] = ..., positioned: bool = ..., data: _Optional[bytes] = ..., was_recovering: bool = ...) -> None: ...
+    def __init__(self, expires: bool = ..., ttl: _Optional[int] = ..., recoverable: bool = ..., epoch: _Optional[str] = ..., publications: _Optional[_Iterable[_Union[Publication, _Mapping]]] = ..., recovered: bool = ..., offset: _Optional[int] = ..., positioned: bool = ..., data: _Optional[bytes] = ..., was_recovering: bool = ..., delta: bool = ...) -> None: ...
 
 class Unsubscribe(_message.Message):
     __slots__ = ["code", "reason"]

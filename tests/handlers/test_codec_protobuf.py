@@ -99,7 +99,7 @@ def test_payload_bytes_become_json_or_stay_bytes() -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     """Fields Squall does not declare (a newer SDK's) are skipped; a command of only those is method-not-found."""
-    sub = b"\x0a\x01c" + b"\x62\x06fossil"  # channel, then SubscribeRequest.delta (12), not in Squall's schema
+    sub = b"\x0a\x01c" + b"\x8a\x01\x01x"  # channel, then SubscribeRequest.cursor (17), not in Squall's schema
     cmd = b"\x08\x05\x2a" + bytes([len(sub)]) + sub
     newer = b"\x08\x06" + b"\x82\x01\x00"  # id 6 and an unknown request field 16
     frame = bytes([len(cmd)]) + cmd + bytes([len(newer)]) + newer

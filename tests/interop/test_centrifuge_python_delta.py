@@ -1,8 +1,9 @@
-"""centrifuge-python (unchanged): fossil delta and tags filters over JSON (and protobuf when served)."""
+"""centrifuge-python (unchanged): fossil delta and tags filters over JSON and protobuf."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -42,11 +43,17 @@ async def until(cond: Any, timeout: float = 5.0) -> None:
     await asyncio.wait_for(wait(), timeout)
 
 
+def decoded(data: Any) -> Any:
+    """Protobuf clients get the JSON bytes; JSON clients the value."""
+    return json.loads(data) if isinstance(data, (bytes, bytearray)) else data
+
+
 @pytest.mark.gen_test
-async def test_python_sdk_decodes_deltas_and_filters(http_server: Any, ws_url: str, squall_app: Any) -> None:
-    """centrifuge-python (JSON) decodes 1 full + 5 fossil deltas exactly; its tags filter lets through only BTC."""
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+async def test_python_sdk_decodes_deltas_and_filters(http_server: Any, ws_url: str, squall_app: Any, protobuf: bool) -> None:
+    """centrifuge-python (JSON and protobuf) decodes 1 full + 5 fossil deltas exactly; its tags filter lets through only BTC."""
     hub = squall_app.ctx.hub
-    client = Client(ws_url, timeout=5.0)
+    client = Client(ws_url, timeout=5.0, use_protobuf=protobuf)
     d, t = Got(), Got()
     ds = client.new_subscription("dash:py", d, delta=DeltaType.FOSSIL)
     ts = client.new_subscription("dash:pyt", t, tags_filter=Filter.eq("ticker", "BTC"))
@@ -62,8 +69,8 @@ async def test_python_sdk_decodes_deltas_and_filters(http_server: Any, ws_url: s
     for i, ticker in enumerate(["BTC", "ETH", "BTC"]):
         await hub.publish("dash:pyt", {"i": i}, tags={"ticker": ticker})
     await until(lambda: len(d.data) == 6 and len(t.data) == 2)
-    assert d.data == docs
+    assert [decoded(x) for x in d.data] == docs
     assert d.deltas == [False] + [True] * 5
     await asyncio.sleep(0.2)
-    assert t.data == [{"i": 0}, {"i": 2}]
+    assert [decoded(x) for x in t.data] == [{"i": 0}, {"i": 2}]
     await client.disconnect()
