@@ -110,3 +110,32 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert backoff(3, 0.2, 10.0, rnd=lambda: 1.0) == pytest.approx(0.8)
     assert backoff(30, 0.2, 10.0, rnd=lambda: 1.0) == pytest.approx(10.0)
     assert backoff(30, 0.2, 10.0, rnd=lambda: 0.0) == pytest.approx(5.0)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_server_disconnect_code_in_event_and_hook(ws_url: str, backend: Backend, squall_app: Squall) -> None:
+    """A server-side disconnect (3503) is the disconnect event's code and the on_disconnect hook's."""
+    from channels import errors
+
+    c = Client(ws_url, timeout=5)
+    await c.connect()
+    await until(lambda: squall_app.ctx.hub.num_clients == 1)
+    [s] = squall_app.ctx.hub.clients()
+    squall_app.ctx.hub.disconnect_user(s.user, errors.FORCE_NO_RECONNECT)
+    await until(lambda: any(e["type"] == "disconnect" for e in received(backend)), timeout=10)
+    [d] = [e for e in received(backend) if e["type"] == "disconnect"]
+    assert d["code"] == 3503 and d["client"] == s.client_id
+    await c.disconnect()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_metrics_count_queued_sent_retried_failed(http_port: int, http_server: Any, backend: Backend, squall_app: Squall) -> None:
+    """/metrics has squall_events_{queued,sent,retried,failed}_total with the delivery's numbers."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    await squall_app.ctx.hub.publish("chat:m", {"x": 1})
+    await until(lambda: squall_app.ctx.events.stats.sent >= 1, timeout=10)  # type: ignore[union-attr]
+    text = (await AsyncHTTPClient().fetch(f"http://127.0.0.1:{http_port}/metrics")).body.decode()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("squall_events_")}
+    assert values["squall_events_queued_total"] >= 1 and values["squall_events_sent_total"] >= 1
+    assert values["squall_events_retried_total"] == 0 and values["squall_events_failed_total"] == 0
