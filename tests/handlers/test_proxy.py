@@ -392,3 +392,23 @@ async def test_sub_refresh_proxy_expires_subscription(ws_url: str, backend: Back
     got = backend.got("/sub_refresh")[0]
     assert got.body["channel"] == "px:timed" and got.body["user"] == "u1"
     await c.disconnect()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_connect_proxy_on_unidirectional_sse(http_port: int, http_server: Any, backend: Backend, squall_app: Squall) -> None:
+    """An SSE client without a token is authenticated by the connect proxy (transport "sse", allow-listed request headers); its `channels` are subscribed."""
+    from tests.handlers.test_sse import UniStream, sse_path
+
+    backend.answer("/connect", lambda b: Answer({"result": {"user": "sse-user", "channels": ["chat:uni"], "data": {"d": 1}}}))
+    s = await UniStream.open(http_port, sse_path({"data": {"from": "sse"}}), headers={"Authorization": "Bearer sse", "X-Other": "x"})
+    assert s.status == 200
+    msg = await s.until(lambda m: "connect" in m)
+    assert msg["connect"]["data"] == {"d": 1}
+    [got] = backend.got("/connect")
+    assert got.body["transport"] == "sse" and got.body["data"] == {"from": "sse"}
+    assert got.headers.get("Authorization") == "Bearer sse" and "X-Other" not in got.headers
+    await until(lambda: user_of(squall_app) == ["sse-user"])
+    await squall_app.ctx.hub.publish("chat:uni", {"live": True})
+    pub = await s.until(lambda m: "pub" in m or ("push" in m and "pub" in m["push"]))
+    assert "live" in str(pub)
+    s.close()
