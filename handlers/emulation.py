@@ -3,7 +3,8 @@
 centrifuge-js's ``http_stream`` and ``sse`` transports send each batch of
 commands as ``{"session": "...", "node": "...", "data": "<commands>"}`` where
 ``data`` is the JSON protocol's frame (newline-separated commands) as a
-string. The batch runs on the session's node (:mod:`handlers.emulation_sessions`);
+string; centrifuge-js's protobuf build POSTs the protobuf EmulationRequest
+(``application/octet-stream``, ``data`` the varint-delimited Commands). The batch runs on the session's node (:mod:`handlers.emulation_sessions`);
 its replies arrive on the session's stream, not in this response.
 
 Answers, as Centrifugo's: 204 accepted (also for an unknown session on a
@@ -18,11 +19,41 @@ import logging
 import orjson
 
 from channels.errors import BackendUnavailable
+from handlers.codec import ProtocolError
+from handlers.codec_protobuf import read_varint
 from handlers.context import Context
 from handlers.emulation_sessions import EmulationSessions, UnknownNode
 from handlers.uni import UniHandler
 
 log = logging.getLogger("squall.emulation")
+
+
+def parse_protobuf_request(body: bytes) -> tuple[str, str, bytes]:
+    """(node, session, data) of a protobuf EmulationRequest (node 1, session 2, data 3)."""
+    fields: dict[int, bytes] = {}
+    pos = 0
+    try:
+        while pos < len(body):
+            tag, pos = read_varint(body, pos)
+            number, wire_type = tag >> 3, tag & 7
+            if wire_type != 2:
+                raise ValueError("EmulationRequest fields are length-delimited")
+            size, pos = read_varint(body, pos)
+            if pos + size > len(body):
+                raise ValueError("truncated EmulationRequest")
+            fields[number] = body[pos:pos + size]
+            pos += size
+    except ProtocolError as e:
+        raise ValueError(f"malformed EmulationRequest: {e}") from None
+    try:
+        node, session = fields.get(1, b"").decode(), fields.get(2, b"").decode()
+    except UnicodeDecodeError:
+        raise ValueError("node and session must be UTF-8") from None
+    if not session:
+        raise ValueError("session required")
+    if not node:
+        raise ValueError("node required")
+    return node, session, fields.get(3, b"")
 
 
 def parse_request(body: bytes) -> tuple[str, str, bytes]:
@@ -64,11 +95,9 @@ class EmulationHandler(UniHandler):
         if len(body) > self.ctx.options.max_message_size:
             self._answer(413, "emulation request too large")
             return
-        if self.request.headers.get("Content-Type", "").startswith("application/octet-stream"):
-            self._answer(415, "only the JSON protocol is served on emulated transports")
-            return
+        protobuf = self.request.headers.get("Content-Type", "").startswith("application/octet-stream")
         try:
-            node, session, data = parse_request(body)
+            node, session, data = (parse_protobuf_request if protobuf else parse_request)(body)
         except ValueError as e:
             log.info("bad emulation request from %s: %s", self.request.remote_ip, e)
             self._answer(400, str(e))

@@ -13,8 +13,10 @@ every later command is a ``POST /emulation`` naming them
 
 The uni transports (``/connection/uni_http_stream``, ``/connection/uni_sse``,
 :mod:`handlers.uni`) are separate routes with their own framing, as in
-Centrifugo. Only JSON is served here: centrifuge-js's protobuf build sends
-``application/octet-stream`` over HTTP streaming, which gets 415.
+Centrifugo. HTTP streaming also serves the protobuf protocol, as
+centrifuge-js's protobuf build uses it: ``Content-Type:
+application/octet-stream``, the body and the response varint-delimited
+protobuf Commands and Replies. SSE is JSON only (as in Centrifugo).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from handlers.wire import WireOutput
 log = logging.getLogger("squall.emulation")
 
 JSON_PROTOCOL = Codec("json")  # the bidirectional JSON protocol, as on WebSocket
+PROTOBUF_PROTOCOL = Codec("protobuf")
+OCTET_STREAM = "application/octet-stream"
 
 
 class EmulationOutput(WireOutput):
@@ -64,10 +68,23 @@ class EventFraming(Framing):
         return b"data: " + payload + b"\n\n"
 
 
+class RawFraming(Framing):
+    """Protobuf replies are varint-delimited already: written as they are."""
+
+    content_type = OCTET_STREAM
+
+    def frame(self, payload: bytes) -> bytes:
+        return payload
+
+
+RAW = RawFraming()
+
+
 class EmulatedStreamHandler(UniHandler):
     """Base of the two bidirectional streams: origin, limits, the session's life."""
 
     transport = ""
+    serves_protobuf = False
 
     def initialize(self, ctx: Context, sessions: EmulationSessions) -> None:  # type: ignore[override]
         super().initialize(ctx)
@@ -90,9 +107,10 @@ class EmulatedStreamHandler(UniHandler):
             self.set_status(403)
             self.finish("origin not allowed")
             return
-        if self.request.headers.get("Content-Type", "").startswith("application/octet-stream"):
+        protobuf = self.request.headers.get("Content-Type", "").startswith(OCTET_STREAM)
+        if protobuf and not self.serves_protobuf:
             self.set_status(415)
-            self.finish("only the JSON protocol is served on emulated transports")
+            self.finish("only the JSON protocol is served on this transport")
             return
         if not self._first_commands(raw):
             return
@@ -102,13 +120,14 @@ class EmulatedStreamHandler(UniHandler):
             self.set_header("Retry-After", str(ctx.limiter.retry_after()))
             self.finish("too many new connections")
             return
-        self.set_header("Content-Type", self.framing.content_type)
+        framing = RAW if protobuf else self.framing
+        self.set_header("Content-Type", framing.content_type)
         self.set_header("Cache-Control", "private, no-cache, no-store, must-revalidate, max-age=0")
         self.set_header("X-Accel-Buffering", "no")
-        wire = UniWire(self, ctx, self.framing)
-        wire.codec = JSON_PROTOCOL
+        wire = UniWire(self, ctx, framing)
+        wire.codec = PROTOBUF_PROTOCOL if protobuf else JSON_PROTOCOL
         # replies and pushes carry nothing per connection: share encodings per framing
-        wire.key = sys.intern(f"emu:{self.transport}")
+        wire.key = sys.intern(f"emu:{self.transport}:{wire.codec.name}")
         wire.release()  # nothing to hold back: the connect reply is an ordinary reply
         # the session id is known before the session exists: the output carries it
         out = EmulationOutput("")
@@ -134,6 +153,7 @@ class EmulatedStreamHandler(UniHandler):
 class HttpStreamBidiHandler(EmulatedStreamHandler):
     framing = LineFraming()
     transport = "http_stream"
+    serves_protobuf = True
 
     async def post(self) -> None:
         await self.stream(self.request.body)

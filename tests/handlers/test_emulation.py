@@ -77,7 +77,7 @@ async def test_commands_by_emulation_replies_on_the_stream(http_server, http_por
 
 @pytest.mark.gen_test
 async def test_bad_emulation_requests_get_clear_errors(http_server, http_port, hub, caplog):
-    """Malformed 400, unknown node 404, oversized 413, protobuf 415; an unknown session is dropped (204)."""
+    """Malformed JSON or protobuf 400, unknown node 404, oversized 413; an unknown session is dropped (204)."""
     s, connect = await open_stream(http_port, "http_stream")
     assert await post(http_port, b"{not json") == (400, "body must be JSON")
     assert await post(http_port, b"[1]") == (400, "body must be a JSON object")
@@ -88,7 +88,10 @@ async def test_bad_emulation_requests_get_clear_errors(http_server, http_port, h
     assert await post(http_port, orjson.dumps({"session": "x", "node": "nope", "data": "{}"})) == (404, "unknown node")
     big = orjson.dumps({"session": "x", "node": hub.node_id, "data": "x" * 70000})
     assert await post(http_port, big) == (413, "emulation request too large")
-    assert (await post(http_port, b"\x0a\x01x", {"Content-Type": "application/octet-stream"}))[0] == 415
+    # protobuf EmulationRequest: node "x" only; then a truncated one
+    octet = {"Content-Type": "application/octet-stream"}
+    assert await post(http_port, b"\x0a\x01x", octet) == (400, "session required")
+    assert (await post(http_port, b"\x0a\x05x", octet))[0] == 400
     with caplog.at_level(logging.INFO, "squall.emulation"):
         unknown = {"session": "no-such-session", "node": hub.node_id, "data": '{"id":9,"ping":{}}'}
         assert await post(http_port, orjson.dumps(unknown)) == (204, "")
@@ -113,16 +116,16 @@ async def test_malformed_command_disconnects_with_a_code(http_server, http_port,
 
 @pytest.mark.gen_test
 async def test_stream_refuses_what_cannot_start_a_session(http_server, http_port, hub):
-    """No connect command 400, oversized 413, protobuf 415, a first command other than connect 3501."""
+    """No connect command 400, oversized 413, protobuf on SSE 415, a first command other than connect 3501."""
     s = await UniStream.open(http_port, "/connection/http_stream", method="POST")
     assert s.status == 400 and s.body == b"no connect command"
     s = await UniStream.open(http_port, "/connection/sse")
     assert s.status == 400
     s = await UniStream.open(http_port, "/connection/http_stream", method="POST", body=b"x" * 70000)
     assert s.status == 413
-    s = await UniStream.open(http_port, "/connection/http_stream", method="POST", body=b"\x01",
+    s = await UniStream.open(http_port, "/connection/sse", method="POST", body=b"\x01",
                              headers={"Content-Type": "application/octet-stream"})
-    assert s.status == 415
+    assert s.status == 415  # SSE is JSON only
     s = await UniStream.open(http_port, "/connection/http_stream", method="POST",
                              body=commands({"id": 1, "subscribe": {"channel": "chat:x"}}))
     assert s.status == 200
@@ -151,3 +154,47 @@ def test_parse_request_reads_centrifuge_js_form() -> None:
     assert parse_request(body) == ("n", "s", b'{"id":2,"ping":{}}\n{"id":3,"ping":{}}')
     with pytest.raises(ValueError, match="data must be a string"):
         parse_request(b'{"session":"s","node":"n"}')
+
+
+@pytest.mark.gen_test
+async def test_protobuf_http_stream_and_emulation(http_server, http_port, hub):
+    """application/octet-stream: varint-delimited protobuf both ways, commands by protobuf EmulationRequest."""
+    from handlers.codec_protobuf import PROTOBUF, varint
+    from handlers.proto import client_pb2 as pb
+
+    def command(**kw: Any) -> bytes:
+        body = pb.Command(**kw).SerializeToString()
+        return varint(len(body)) + body
+
+    s = await UniStream.open(http_port, "/connection/http_stream", method="POST",
+                             body=command(id=1, connect=pb.ConnectRequest()),
+                             headers={"Content-Type": "application/octet-stream"})
+    assert s.status == 200 and s.headers["content-type"] == "application/octet-stream"
+
+    async def replies(n: int) -> list[dict[str, Any]]:
+        """The next ``n`` replies (pings skipped): read chunks until they are all in."""
+        while True:
+            try:
+                got = [r for r in PROTOBUF.decode_replies(s._buf) if r]
+            except Exception:
+                got = []  # a message cut between chunks
+            if len(got) >= n:
+                s._buf = b""
+                return got
+            assert await s._more(), "stream ended"
+
+    connect = (await replies(1))[0]["connect"]
+    assert connect["session"] and connect["node"] == hub.node_id
+    # EmulationRequest {node = 1, session = 2, data = 3}, as centrifuge-js's protobuf build encodes it
+    body = (b"\x0a" + varint(len(connect["node"])) + connect["node"].encode()
+            + b"\x12" + varint(len(connect["session"])) + connect["session"].encode())
+    data = command(id=2, subscribe=pb.SubscribeRequest(channel="chat:pb"))
+    body += b"\x1a" + varint(len(data)) + data
+    r = await post(http_port, body, {"Content-Type": "application/octet-stream"})
+    assert r == (204, "")
+    assert "subscribe" in (await replies(1))[0]
+    await hub.publish("chat:pb", {"p": 1})
+    push = (await replies(1))[0]["push"]
+    assert push["channel"] == "chat:pb" and push["pub"]["data"] == b'{"p":1}'
+    s.close()
+    await wait_clients(hub, 0)

@@ -35,9 +35,11 @@ def wait_nodes(sp: SquallProcess, n: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"{sp.url} did not see {n} nodes")
 
 
-def run_js(js: Path, transport: str, stream: SquallProcess, emulation: SquallProcess, channel: str) -> dict[str, Any]:
+def run_js(
+    js: Path, transport: str, stream: SquallProcess, emulation: SquallProcess, channel: str, fmt: str = "json"
+) -> dict[str, Any]:
     r = subprocess.run(
-        ["node", str(js / "emulation.mjs"), transport, stream.url, emulation.url, emulation.url, KEY, channel],
+        ["node", str(js / "emulation.mjs"), transport, stream.url, emulation.url, emulation.url, KEY, channel, fmt],
         cwd=js, capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 0, r.stdout + r.stderr + stream.logs()[-3000:]
@@ -60,7 +62,17 @@ def check(out: dict[str, Any], transport: str) -> None:
 def test_emulation_one_node(centrifuge_js: Path, squall_factory: Callable[..., SquallProcess], transport: str) -> None:
     """centrifuge-js with only http_stream or sse: publish, presence, history, recovery after a broken stream."""
     sp = squall_factory(test_config(api_key=KEY))
-    check(run_js(centrifuge_js, transport, sp, sp, "chat:emu"), transport)
+    out = run_js(centrifuge_js, transport, sp, sp, "chat:emu")
+    check(out, transport)
+    assert out["codec"] == "json"
+
+
+def test_emulation_protobuf_build(centrifuge_js: Path, squall_factory: Callable[..., SquallProcess]) -> None:
+    """centrifuge-js's protobuf build over http_stream (protobuf stream and EmulationRequest): the same session."""
+    sp = squall_factory(test_config(api_key=KEY))
+    out = run_js(centrifuge_js, "http_stream", sp, sp, "chat:emupb", "protobuf")
+    check(out, "http_stream")
+    assert out["codec"] == "protobuf"
 
 
 @pytest.mark.redis

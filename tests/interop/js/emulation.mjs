@@ -1,12 +1,13 @@
 // centrifuge-js over its emulated transports only (http_stream or sse; no WebSocket).
-// Usage: node emulation.mjs <transport> <streamBase> <emulationBase> <apiBase> <apiKey> <channel>
+// Usage: node emulation.mjs <transport> <streamBase> <emulationBase> <apiBase> <apiKey> <channel> [protobuf]
 // The stream goes to <streamBase>, commands (POST /emulation) to <emulationBase>:
 // with two nodes and no sticky routing, commands reach the session through the broker.
 // Prints one JSON line of results.
-import { Centrifuge } from 'centrifuge';
 import { NodeEventSource } from './eventsource.mjs';
 
-const [transport, streamBase, emuBase, apiBase, apiKey, channel] = process.argv.slice(2);
+const [transport, streamBase, emuBase, apiBase, apiKey, channel, format] = process.argv.slice(2);
+// the protobuf build speaks protobuf over http_stream and to /emulation (application/octet-stream)
+const { Centrifuge } = await import(format === 'protobuf' ? 'centrifuge/build/protobuf' : 'centrifuge');
 const endpoint = streamBase + (transport === 'sse' ? '/connection/sse' : '/connection/http_stream');
 const out = { connected: [], transport: '', publications: [], presence: 0, history: [], subscribed: [], errors: [] };
 const timer = setTimeout(() => { out.errors.push('timeout'); finish(1); }, 20000);
@@ -18,9 +19,10 @@ const client = new Centrifuge([{ transport, endpoint }], {
   maxReconnectDelay: 500,
 });
 client.on('error', (ctx) => out.errors.push(String(ctx.error && ctx.error.message)));
-client.on('connected', (ctx) => { out.connected.push(ctx.client); out.transport = ctx.transport; });
+client.on('connected', (ctx) => { out.connected.push(ctx.client); out.transport = ctx.transport; out.codec = client._codec.name(); });
 const sub = client.newSubscription(channel, { joinLeave: true });
-sub.on('publication', (ctx) => out.publications.push({ offset: ctx.offset, data: ctx.data }));
+const decode = (d) => (d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
+sub.on('publication', (ctx) => out.publications.push({ offset: ctx.offset, data: decode(ctx.data) }));
 sub.on('error', (ctx) => out.errors.push('sub: ' + String(ctx.error && ctx.error.message)));
 
 function finish(code) {
@@ -46,7 +48,8 @@ sub.on('subscribed', async (ctx) => {
   try {
     if (phase === 0) {
       phase = 1;
-      for (let i = 0; i < 3; i++) await sub.publish({ n: i });
+      const enc = (v) => (format === 'protobuf' ? new TextEncoder().encode(JSON.stringify(v)) : v);
+      for (let i = 0; i < 3; i++) await sub.publish(enc({ n: i }));
       await until(() => out.publications.length >= 3);
       const p = await sub.presence();
       out.presence = Object.keys(p.clients).length;
