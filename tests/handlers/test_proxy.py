@@ -4,6 +4,7 @@ driven by the official centrifuge-python SDK (in-process Squall)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -412,3 +413,28 @@ async def test_connect_proxy_on_unidirectional_sse(http_port: int, http_server: 
     pub = await s.until(lambda m: "pub" in m or ("push" in m and "pub" in m["push"]))
     assert "live" in str(pub)
     s.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_protobuf_client_and_meta_through_the_proxy(ws_url: str, backend: Backend, squall_app: Squall) -> None:
+    """A protobuf centrifuge-python client: requests say protocol "protobuf", JSON payloads stay inline; the connect result's meta comes back in later requests."""
+    backend.answer("/connect", lambda b: Answer({"result": {"user": "pb", "meta": {"tenant": 7}}}))
+    backend.answer("/subscribe", lambda b: Answer({"result": {}}))
+    backend.answer("/publish", lambda b: Answer({"result": {"data": {"seen": b["data"]}}}))
+    ev = Events()
+    c = client(ws_url, ev, use_protobuf=True, data=b'{"pb": true}')
+    await c.connect()
+    await until(lambda: ev.connected)
+    se = SubEvents()
+    sub = c.new_subscription("px:pb", se)
+    await sub.subscribe()
+    await until(lambda: se.subscribed)
+    await sub.publish(b'{"n": 1}')
+    await until(lambda: se.pubs)
+    assert [json.loads(p) for p in se.pubs] == [{"seen": {"n": 1}}]
+    [conn] = backend.got("/connect")
+    assert conn.body["protocol"] == "protobuf" and conn.body["data"] == {"pb": True}
+    for path in ("/subscribe", "/publish"):
+        [got] = backend.got(path)
+        assert got.body["meta"] == {"tenant": 7} and got.body["protocol"] == "protobuf"
+    await c.disconnect()
