@@ -145,6 +145,16 @@ class LoginHandler(_AdminBase):
         self.finish({"token": self.auth.issue(), "expires_in": TOKEN_TTL})
 
 
+def _sdk_counts(hub: Any) -> list[dict[str, Any]]:
+    """This node's connections by the SDK name and version they gave (connect name/version)."""
+    counts: dict[tuple[str, str], int] = {}
+    for c in hub.clients():
+        key = (getattr(c, "sdk", ""), getattr(c, "sdk_version", ""))
+        counts[key] = counts.get(key, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CHANNELS_LISTED]
+    return [{"name": n or "unknown", "version": v, "clients": k} for (n, v), k in top]
+
+
 class StatsHandler(_AdminAPI):
     """Nodes, this node's channels and counters; the page polls it for rates."""
 
@@ -167,6 +177,7 @@ class StatsHandler(_AdminAPI):
                     "not_recovered": s.not_recovered,
                 },
                 "clients": hub.num_clients,
+                "sdks": _sdk_counts(hub),
                 "users": hub.num_users,
                 "subscriptions": hub.num_subscriptions,
                 "broker_healthy": hub.broker.healthy(),

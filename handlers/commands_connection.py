@@ -26,6 +26,7 @@ from handlers.commands_channel import join
 from handlers.expiry import already_expired, server_expiry, ttl_fields
 from handlers.hooks import ConnectEvent
 from handlers.reply import Reply, Result
+from handlers.sdk import clean as sdk_clean
 from handlers.requests import NO_STREAM_REQUEST, ConnectRequest, Empty, RefreshRequest, RpcRequest, SendRequest, StreamRequest
 from handlers.tokens import connection_claims
 
@@ -71,6 +72,7 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
     if s.closed:
         return None
     expire_at = claims.expire_at if claims else 0
+    s.sdk, s.sdk_version = sdk_clean(req.name), sdk_clean(req.version)
     s.connected_as(user, info, 0 if refreshed_by_proxy else expire_at, claims.meta if claims else None)
     if refreshed_by_proxy and expire_at:
         arm_refresh(s, expire_at)

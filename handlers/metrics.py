@@ -131,6 +131,10 @@ class Metrics:
             "squall_disconnects", "Connections closed by the server, by disconnect code "
             "(3008 slow consumer, 3012 no pong, 3001 shutdown...).", ("code",), registry=reg,
         )
+        self.connects = Counter(
+            "squall_connects", "Connections established, by the SDK the client names (a fixed set, else other/unknown).",
+            ("sdk",), registry=reg,
+        )
         self.recovery = Counter(
             "squall_recovery", "Subscribe-with-recovery outcomes.", ("result",), registry=reg
         )
@@ -234,6 +238,9 @@ class Metrics:
 
     def disconnect(self, code: int) -> None:
         self.disconnects.labels(str(code)).inc()
+
+    def connect(self, sdk: str) -> None:
+        self.connects.labels(sdk).inc()
 
     # ------------------------------------------------------------ probes
     def _on_lag(self, lag: float) -> None:

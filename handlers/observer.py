@@ -16,10 +16,17 @@ class Observer(Protocol):
 
     def disconnect(self, code: int) -> None: ...
 
+    def connect(self, sdk: str) -> None:
+        """A client connected; ``sdk`` is its bounded label (handlers.sdk.label)."""
+        ...
+
 
 class NullObserver:
     def command(self, method: str, code: int, seconds: float) -> None:
         return None
 
     def disconnect(self, code: int) -> None:
+        return None
+
+    def connect(self, sdk: str) -> None:
         return None

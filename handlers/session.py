@@ -38,6 +38,7 @@ from handlers.limits import TokenBucket
 from handlers.proxy import NO_HEADERS
 from handlers.protocol import Command, ProtocolError, check_data
 from handlers.reply import Reply
+from handlers.sdk import label as sdk_label
 from handlers.wire import WIRE_OUTPUT, Output, Wire
 
 log = logging.getLogger("squall.client")
@@ -58,7 +59,7 @@ class ClientSession:
     __slots__ = (
         "ctx", "wire", "out", "wire_key", "remote_ip", "client_id", "user", "info", "state", "subs", "expire_at",
         "meta", "_bucket", "_limited", "_pong_at", "_stale_handle", "_expire_handle", "_sub_expire_handle",
-        "_ip_counted", "_registered", "__weakref__",
+        "_ip_counted", "_registered", "sdk", "sdk_version", "__weakref__",
         # the HTTP proxy's (handlers.proxy): set by the transport / the connect command
         "transport", "request_headers", "emulated_headers", "close_code", "proxy_timer",
     )
@@ -76,6 +77,8 @@ class ClientSession:
         self.subs: dict[str, Subscription] = {}
         self.expire_at = 0  # the connection token's expiry; 0 = never
         self.meta: Any = None  # the token's meta claim: for the server side only
+        self.sdk = ""  # connect name/version (handlers.sdk.clean): logs, the admin page, a metrics label
+        self.sdk_version = ""
         o = ctx.options
         self._bucket = TokenBucket(o.client_command_rate_limit, o.client_command_burst) if o.client_command_rate_limit > 0 else None
         self._limited = 0
@@ -131,9 +134,12 @@ class ClientSession:
         ctx.hub.add_client(self)
         ctx.pinger.add(self)
         self._schedule_expiry()
+        ctx.observer.connect(sdk_label(self.sdk))
         log.info(
-            "connect client=%s user=%s ip=%s", self.client_id, user, self.remote_ip,
-            extra={"event": "connect", "client": self.client_id, "user": user, "ip": self.remote_ip},
+            "connect client=%s user=%s ip=%s sdk=%s/%s", self.client_id, user, self.remote_ip, self.sdk or "-",
+            self.sdk_version or "-",
+            extra={"event": "connect", "client": self.client_id, "user": user, "ip": self.remote_ip,
+                   "sdk": self.sdk, "sdk_version": self.sdk_version},
         )
 
     async def closed_by_peer(self) -> None:

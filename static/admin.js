@@ -80,6 +80,13 @@ function renderStats(s) {
     cell(tr, n.num_channels, true);
     return tr;
   }));
+  fillTable($("sdks"), (s.sdks || []).map((k) => {
+    const tr = document.createElement("tr");
+    cell(tr, k.name);
+    cell(tr, k.version || "-");
+    cell(tr, k.clients, true);
+    return tr;
+  }));
   fillTable($("channels"), s.channels.map((c) => {
     const tr = document.createElement("tr");
     tr.className = "clickable";
