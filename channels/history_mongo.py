@@ -32,7 +32,7 @@ from collections import deque
 from typing import Any, Sequence
 
 from pymongo import DESCENDING, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.operations import DeleteMany
 
 from channels import history_mongo_codec as codec
@@ -158,13 +158,21 @@ class MongoHistoryStore:
                 {"channel": channel}, sort=[("offset", DESCENDING)], projection={"offset": 1, "epoch": 1}
             )
             epoch = str(latest["epoch"]) if latest else new_epoch()
-            created = await meta.find_one_and_update(
-                {"_id": channel},
-                {"$setOnInsert": {"epoch": epoch}, "$max": {"top": int(latest["offset"]) if latest else 0}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        assert created is not None
+            try:
+                created = await meta.find_one_and_update(
+                    {"_id": channel},
+                    {"$setOnInsert": {"epoch": epoch}, "$max": {"top": int(latest["offset"]) if latest else 0}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:
+                created = None  # another node created it first (mongod reports the race so)
+            if created is None:
+                # another node won the race to create it (SecantusDB then returns
+                # nothing): the record is there now, take the winner's epoch
+                created = await meta.find_one({"_id": channel})
+        if created is None:
+            raise BackendUnavailable(f"stream record of {channel} neither created nor found")
         return created
 
     async def _load(self, channel: str) -> Stream:

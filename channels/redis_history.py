@@ -89,9 +89,18 @@ class StreamReader:
         window_from = pubs[0].offset if pubs else top.offset + 1
         if self._history is not None and need_from < window_from and need_from <= need_to:
             upto = min(need_to, window_from - 1)
+            want = upto - need_from + 1
             older = await self._durable(channel, need_from, upto, opts)
-            if len(older) < upto - need_from + 1:
+            if len(older) < want:
                 older = await self._fill_from_persist(channel, keys, top.epoch, need_from, upto, older)
+            if len(older) < want:
+                # An entry moves from the persist log to the store (written, then
+                # acknowledged), never out of both: one missing from the store
+                # before the scan and from the log during it is in the store now.
+                older = _merge(older, await self._durable(channel, need_from, upto, opts))
+                if len(older) < want:
+                    log.warning("history of %s lacks %d offsets in %d..%d (in neither the durable store nor the persist log)",
+                                channel, want - len(older), need_from, upto)
             pubs = older + pubs
         return select(pubs, top, query)
 
@@ -141,9 +150,14 @@ class StreamReader:
                 start = "(" + text(page[-1][0])
         except (RedisError, OSError) as e:
             log.info("persist log scan for %s failed: %s", channel, e)
-        if missing > 0:
-            log.warning("history of %s lacks %d offsets in %d..%d (durable store behind, persist log without them)", channel, missing, lo, hi)
         return [by_offset[o] for o in sorted(by_offset)]
+
+
+def _merge(a: list[Publication], b: list[Publication]) -> list[Publication]:
+    """Publications of both lists, one per offset, in offset order."""
+    by_offset = {p.offset: p for p in b}
+    by_offset.update((p.offset, p) for p in a)
+    return [by_offset[o] for o in sorted(by_offset)]
 
 
 def need_range(top: int, query: HistoryQuery, history_size: int) -> tuple[int, int]:

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
 
 from channels import errors, recovery
 from channels.broker_redis import RedisBroker
+from channels.history_memory import MemoryHistoryStore
 from channels.history_mongo import MongoHistoryStore
 from channels.hub import Hub
 from channels.namespaces import build_namespaces
 from channels.presence_memory import MemoryPresenceManager
-from channels.types import ClientInfo, HistoryQuery, Publication, StreamOptions, StreamPosition
+from channels.types import ClientInfo, HistoryQuery, HistoryResult, Publication, StreamOptions, StreamPosition
+from tests.channels.test_broker_redis import Recorder
 from tests.helpers.mongo_server import SecantusFactory, SecantusServer, secantus_factory  # noqa: F401
 
 pytestmark = [pytest.mark.redis, pytest.mark.mongo]
@@ -137,3 +139,51 @@ async def test_hole_nobody_has_is_recovered_false(redis_url: str, secantus_facto
             assert hub.stats.not_recovered_by[recovery.HOLE] == 1
         finally:
             await hub.close()
+
+
+class ClaimedMidRead(MemoryHistoryStore):
+    """A real in-memory store whose writes can be refused (an outage), and
+    whose next read lets the claimer move every entry from the persist log
+    into it after the read has looked (the race of a read with a claim)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.claim: Callable[[], Awaitable[int]] | None = None
+
+    async def write(self, channel: str, pubs: list[Publication], opts: StreamOptions) -> None:
+        if self.down:
+            raise errors.BackendUnavailable("down")
+        await super().write(channel, pubs, opts)
+
+    async def read(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:
+        res = await super().read(channel, query, opts)
+        claim, self.claim = self.claim, None
+        if claim is not None:
+            assert await claim() > 0
+        return res
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_entry_claimed_between_the_two_reads_is_not_a_hole(redis_url: str) -> None:
+    """An entry written to the store after the store was read and acked before the log was scanned is still found."""
+    store = ClaimedMidRead()
+    broker = RedisBroker(
+        [redis_url], prefix="claimrace", node_id="n1", history=store, hot_window=3, cluster=False,
+        socket_timeout=2.0, claim_interval=3600.0, claim_min_idle=0.0, write_timeout=1.0,
+    )
+    await broker.start(Recorder())
+    try:
+        store.down = True
+        for i in range(1, 9):
+            with pytest.raises(errors.BackendUnavailable):
+                await broker.publish("c", Publication(data=i), OPTS)
+        store.down = False
+        persist = broker._persist
+        assert persist is not None
+        store.claim = lambda: persist.claim_once(broker._shards.keys("c").bucket)
+        res = await broker.history("c", HistoryQuery(limit=-1, since=StreamPosition(0, "")), OPTS)
+        assert [p.offset for p in res.publications] == list(range(1, 9))
+        assert store.claim is None  # the claim did run inside the read
+    finally:
+        await broker.close()
