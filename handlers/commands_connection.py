@@ -125,7 +125,9 @@ async def ping(s: ClientSession, req: Empty) -> Result:
 
 async def send(s: ClientSession, req: SendRequest) -> Result:
     if s.ctx.hooks.on_message is not None:
-        await s.ctx.hooks.on_message(s.info, req.data)
+        answer = await s.ctx.hooks.on_message(s.info, req.data)
+        if answer is not None:  # the hook sends something back: a message push to this client
+            s.send_message(answer)
     return None
 
 

@@ -43,7 +43,8 @@ PublishHook = Callable[[ClientInfo, str, Any], Awaitable[Any]]
 SubscribeHook = Callable[[ClientInfo, str], Awaitable[None]]
 ConnectHook = Callable[[ConnectEvent], Awaitable["ConnectDecision | None"]]
 RPCHandler = Callable[[ClientInfo, Any], Awaitable[Any]]
-MessageHook = Callable[[ClientInfo, Any], Awaitable[None]]
+# (client info, data of the client's send) -> None, or data sent back to that client as a message push
+MessageHook = Callable[[ClientInfo, Any], Awaitable[Any]]
 # (client info, disconnect code: 3000 when the client went away, else the server's)
 DisconnectHook = Callable[[ClientInfo, int], Awaitable[None]]
 # one lifecycle event in its webhook form ({id, type, time_ms, node, ...}: docs/EVENTS.md);
