@@ -12,14 +12,13 @@ the server side through the refresh proxy, as Centrifugo does.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from channels import errors
-from channels.errors import Disconnect, DisconnectCode, SquallError
+from channels.errors import Disconnect, SquallError
 from handlers import proxy_calls
 from handlers.auth import ConnectClaims
 from handlers.commands_channel import join
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
     from handlers.session import ClientSession
 
 log = logging.getLogger("squall.client")
-
-
-REFRESH_RETRY = 10.0  # seconds before the refresh proxy is asked again after a failure
 
 
 async def connect(s: ClientSession, req: ConnectRequest) -> Result:
@@ -75,7 +71,7 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
     s.sdk, s.sdk_version = sdk_clean(req.name), sdk_clean(req.version)
     s.connected_as(user, info, 0 if refreshed_by_proxy else expire_at, claims.meta if claims else None)
     if refreshed_by_proxy and expire_at:
-        arm_refresh(s, expire_at)
+        proxy_calls.arm_refresh(s, expire_at)
     ctx.events.emit("connect", client=s.client_id, user=user, transport=s.transport, remote_ip=s.remote_ip)
     result: dict[str, Any] = {
         "client": s.client_id,
@@ -145,46 +141,6 @@ async def rpc(s: ClientSession, req: RpcRequest) -> Result:
         raise errors.MethodNotFound()
     data = await handler(s.info, req.data)
     return {"data": data} if data is not None else {}
-
-
-def arm_refresh(s: ClientSession, at: float) -> None:
-    """Ask the refresh proxy at unix time ``at`` (the proxied connection's expire_at)."""
-    if s.proxy_timer is not None:
-        s.proxy_timer.cancel()
-    s.proxy_timer = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), _refresh_due, s)
-
-
-def _refresh_due(s: ClientSession) -> None:
-    s.proxy_timer = None
-    if s.connected:
-        s.ctx.hub.spawn(proxy_refresh(s))
-
-
-async def proxy_refresh(s: ClientSession) -> None:
-    """Centrifugo's server-side refresh: ``expired`` ends the connection (3005),
-    else it lives to the new ``expire_at`` (0: for good) with the new info."""
-    proxy = s.ctx.proxy
-    endpoint = proxy.config.refresh if proxy is not None else None
-    if proxy is None or endpoint is None or not s.connected:
-        return
-    try:
-        r = await proxy_calls.refresh(proxy, endpoint, s)
-    except Disconnect as d:
-        s.disconnect(DisconnectCode(d.code, d.reason), d.reason)
-        return
-    except SquallError:
-        arm_refresh(s, time.time() + REFRESH_RETRY)  # the backend failed: ask again soon
-        return
-    if not s.connected:
-        return
-    if r.expired:
-        s.disconnect(errors.EXPIRED)
-        return
-    if r.expire_at:
-        arm_refresh(s, r.expire_at)
-    if r.info is not None:
-        s.info = dataclasses.replace(s.info, conn_info=r.info)
-        await s.ctx.hub.update_info(s, list(s.subs), s.info)
 
 
 async def connection_closed(s: ClientSession) -> None:

@@ -48,7 +48,7 @@ class StatusTransform:
     """Centrifugo's http_status_code_transforms entry: an HTTP status -> a client error or disconnect."""
 
     status_code: int
-    error: SquallError | None = None
+    error: tuple[int, str, bool] | None = None  # code, message, temporary
     disconnect: DisconnectCode | None = None
 
     @classmethod
@@ -59,8 +59,7 @@ class StatusTransform:
             raise ValueError("status_code must be an integer")
         to_error, to_disconnect = raw.get("to_error"), raw.get("to_disconnect")
         if isinstance(to_error, Mapping) and isinstance(to_error.get("code"), int) and to_error["code"] > 0:
-            err = BackendError(to_error["code"], str(to_error.get("message", "")), bool(to_error.get("temporary", False)))
-            return cls(status, error=err)
+            return cls(status, error=(to_error["code"], str(to_error.get("message", "")), bool(to_error.get("temporary", False))))
         if isinstance(to_disconnect, Mapping) and isinstance(to_disconnect.get("code"), int) and to_disconnect["code"] > 0:
             return cls(status, disconnect=DisconnectCode(to_disconnect["code"], str(to_disconnect.get("reason", ""))))
         raise ValueError("needs to_error.code or to_disconnect.code > 0")
@@ -176,14 +175,13 @@ class Proxy:
         except (SquallError, Disconnect):
             raise
         except (_Failure, MalformedResponse) as e:
-            self.failed(event, endpoint, s, str(e))
+            raise self.failed(event, endpoint, s, str(e)) from None
         except asyncio.TimeoutError:
-            self.failed(event, endpoint, s, f"no answer in {endpoint.timeout:g}s")
+            raise self.failed(event, endpoint, s, f"no answer in {endpoint.timeout:g}s") from None
         except Exception as e:  # aiohttp.ClientError, OSError: the backend is unreachable
-            self.failed(event, endpoint, s, f"{type(e).__name__}: {e}")
+            raise self.failed(event, endpoint, s, f"{type(e).__name__}: {e}") from None
         finally:
             self.inflight -= 1
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         async with self._client().post(url, data=body, headers=headers) as resp:
@@ -196,14 +194,15 @@ class Proxy:
         for t in self.config.status_transforms:
             if t.status_code == status:
                 if t.error is not None:
-                    raise t.error
+                    raise BackendError(*t.error)
                 if t.disconnect is not None:
                     raise Disconnect(t.disconnect, t.disconnect.reason or None)
 
-    def failed(self, event: str, endpoint: Endpoint, s: ClientSession, why: str) -> None:
+    def failed(self, event: str, endpoint: Endpoint, s: ClientSession, why: str) -> SquallError:
+        """Count and log a failed call; the error the client gets (100)."""
         self.stats.failures[event] += 1
         log.error("proxy %s to %s failed for client=%s: %s", event, endpoint.url, s.client_id, why)
-        raise errors.InternalError()
+        return errors.InternalError()
 
 
 class _Failure(Exception):

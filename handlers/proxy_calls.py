@@ -9,6 +9,7 @@ proxy first, then the hook, which sees what the backend decided).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,47 @@ def _parsed(parse: Any, result: Any, proxy: Proxy, event: str, ep: Endpoint, s: 
     try:
         return parse(result)
     except schema.MalformedResponse as e:
-        proxy.failed(event, ep, s, str(e))
+        raise proxy.failed(event, ep, s, str(e)) from None
+
+
+def arm_refresh(s: ClientSession, at: float) -> None:
+    """Ask the refresh proxy at unix time ``at`` (the proxied connection's expire_at)."""
+    if s.proxy_timer is not None:
+        s.proxy_timer.cancel()
+    s.proxy_timer = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), _refresh_due, s)
+
+
+def _refresh_due(s: ClientSession) -> None:
+    s.proxy_timer = None
+    if s.connected:
+        s.ctx.hub.spawn(proxy_refresh(s))
+
+
+async def proxy_refresh(s: ClientSession) -> None:
+    """Centrifugo's server-side refresh: ``expired`` ends the connection (3005),
+    else it lives to the new ``expire_at`` (0: for good) with the new info."""
+    proxy = s.ctx.proxy
+    endpoint = proxy.config.refresh if proxy is not None else None
+    if proxy is None or endpoint is None or not s.connected:
+        return
+    try:
+        r = await refresh(proxy, endpoint, s)
+    except errors.Disconnect as d:
+        s.disconnect(errors.DisconnectCode(d.code, d.reason), d.reason)
+        return
+    except errors.SquallError:
+        arm_refresh(s, time.time() + REFRESH_RETRY)  # the backend failed: ask again soon
+        return
+    if not s.connected:
+        return
+    if r.expired:
+        s.disconnect(errors.EXPIRED)
+        return
+    if r.expire_at:
+        arm_refresh(s, r.expire_at)
+    if r.info is not None:
+        s.info = dataclasses.replace(s.info, conn_info=r.info)
+        await s.ctx.hub.update_info(s, list(s.subs), s.info)
 
 
 def channel_proxy(ctx: Context, event: str, opts: NamespaceOptions) -> tuple[Proxy, Endpoint] | None:

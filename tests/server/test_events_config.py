@@ -43,5 +43,5 @@ def test_proxy_config_normalises_header_names_and_transforms() -> None:
     ))
     assert pc.http_headers == ("authorization",) and pc.emulated_headers == ("x-token",)
     first, second = pc.status_transforms
-    assert first.error is not None and first.error.code == 4403 and second.disconnect is not None and second.disconnect.code == 4410
+    assert first.error == (4403, "forbidden", False) and second.disconnect is not None and second.disconnect.code == 4410
     assert pc.enabled and not proxy_config(settings()).enabled
