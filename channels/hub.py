@@ -182,8 +182,6 @@ class Hub(ClientRegistry):
         ch = self._channels.get(channel)
         if ch is None:
             ch = self._channels[channel] = ChannelState(opts)
-            if self.events is not None:
-                self.events.occupied(channel)
         ch.recovering[sub] = []
         try:
             await self._ensure_broker_sub(channel, ch)
@@ -206,8 +204,6 @@ class Hub(ClientRegistry):
         # caller can write its reply before any live publication.
         if opts.presence and not observe:
             await self._presence.add(channel, info)
-        if self.events is not None and not observe:
-            self.events.join(channel, info)
         if opts.join_leave and not observe:
             try:
                 await self.broker.publish_join(channel, info)
@@ -224,6 +220,11 @@ class Hub(ClientRegistry):
             ch.special[sub] = delivery
         if observe:
             ch.observers.add(sub)
+        elif self.events is not None:
+            # occupied: the first subscriber that is not an observer (the admin UI's watch)
+            if len(ch.subs) - len(ch.observers) == 1:
+                self.events.occupied(channel)
+            self.events.join(channel, info)
         if pending is None:
             # the live flow broke while this subscriber read its position
             self.stats.gaps += 1
@@ -255,6 +256,8 @@ class Hub(ClientRegistry):
             return
         observer = sub in ch.observers
         ch.remove(sub)
+        if self.events is not None and not observer and len(ch.subs) == len(ch.observers):
+            self.events.vacated(channel)
         opts = ch.opts
         if observer:
             await self._maybe_drop_channel(channel)
@@ -275,8 +278,6 @@ class Hub(ClientRegistry):
         if ch is None or ch.subs or ch.recovering:
             return
         del self._channels[channel]
-        if self.events is not None:
-            self.events.vacated(channel)
         if ch.ready is not None and ch.ready.done() and not ch.ready.exception():
             try:
                 await self.broker.unsubscribe(channel)

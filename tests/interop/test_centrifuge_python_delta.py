@@ -74,3 +74,45 @@ async def test_python_sdk_decodes_deltas_and_filters(http_server: Any, ws_url: s
     await asyncio.sleep(0.2)
     assert [decoded(x) for x in t.data] == [{"i": 0}, {"i": 2}]
     await client.disconnect()
+
+
+class Recovering(Got):
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscribes: list[tuple[bool, bool]] = []
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribes.append((ctx.was_recovering, ctx.recovered))
+        self.subscribed.set()
+
+
+@pytest.mark.gen_test
+async def test_delta_survives_recovery(http_server: Any, ws_url: str, squall_app: Any) -> None:
+    """A delta subscriber that reconnects recovers the missed versions (full), then deltas resume; all decode exactly."""
+    from channels.errors import FORCE_RECONNECT
+
+    hub = squall_app.ctx.hub
+    client = Client(ws_url, timeout=5.0, min_reconnect_delay=0.05, max_reconnect_delay=0.2)
+    r = Recovering()
+    sub = client.new_subscription("dash:rec", r, delta=DeltaType.FOSSIL)
+    await client.connect()
+    await sub.subscribe()
+    await asyncio.wait_for(r.subscribed.wait(), 5)
+    docs = dashboard_docs(9)
+    for doc in docs[:3]:
+        await hub.publish("dash:rec", doc)
+    await until(lambda: len(r.data) == 3)
+    r.subscribed.clear()
+    for c in list(hub.clients()):
+        c.disconnect(FORCE_RECONNECT)
+    for doc in docs[3:6]:
+        await hub.publish("dash:rec", doc)  # while the client is away
+    await asyncio.wait_for(r.subscribed.wait(), 5)
+    for doc in docs[6:]:
+        await hub.publish("dash:rec", doc)
+    await until(lambda: len(r.data) == 9)
+    assert r.data == docs
+    assert r.subscribes == [(False, False), (True, True)]
+    # 1 full, 2 deltas; 3 recovered in full; the first live one after resubscribing full, then deltas
+    assert r.deltas == [False, True, True, False, False, False, False, True, True]
+    await client.disconnect()
