@@ -256,16 +256,18 @@ class Hub(ClientRegistry):
             return
         observer = sub in ch.observers
         ch.remove(sub)
-        if self.events is not None and not observer and len(ch.subs) == len(ch.observers):
-            self.events.vacated(channel)
+        if self.events is not None and not observer:
+            # reported at once, in order with this node's other transitions of the channel
+            if info is not None:
+                self.events.leave(channel, info)
+            if len(ch.subs) == len(ch.observers):
+                self.events.vacated(channel)
         opts = ch.opts
         if observer:
             await self._maybe_drop_channel(channel)
             return
         if opts.presence:
             await self._presence.remove(channel, sub.client_id)
-        if self.events is not None and info is not None:
-            self.events.leave(channel, info)
         if opts.join_leave and info is not None and not self._closing:
             try:
                 await self.broker.publish_leave(channel, info)

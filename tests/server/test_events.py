@@ -139,3 +139,50 @@ async def test_metrics_count_queued_sent_retried_failed(http_port: int, http_ser
     values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("squall_events_")}
     assert values["squall_events_queued_total"] >= 1 and values["squall_events_sent_total"] >= 1
     assert values["squall_events_retried_total"] == 0 and values["squall_events_failed_total"] == 0
+
+
+class Transitions:
+    """A HubEvents recorder: what the hub reports, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def occupied(self, channel: str) -> None:
+        self.seen.append(("occupied", channel))
+
+    def vacated(self, channel: str) -> None:
+        self.seen.append(("vacated", channel))
+
+    def join(self, channel: str, info: Any) -> None:
+        self.seen.append(("join", info.client))
+
+    def leave(self, channel: str, info: Any) -> None:
+        self.seen.append(("leave", info.client))
+
+    def publication(self, channel: str, pub: Any, pos: Any) -> None:
+        self.seen.append(("publication", channel))
+
+
+@pytest.mark.gen_test
+async def test_hub_reports_occupancy_of_subscribers_not_observers() -> None:
+    """An observer (the admin UI's watch) neither occupies nor vacates a channel; the first and last subscriber do."""
+    from channels.types import ClientInfo
+    from tests.channels.test_hub import FakeSub, make_hub
+
+    hub = make_hub()
+    rec = Transitions()
+    hub.events = rec
+    await hub.start()
+    try:
+        watcher, a, b = FakeSub("w"), FakeSub("a"), FakeSub("b")
+        opts = hub.namespaces.lookup("h:x")
+        await hub.subscribe(watcher, "h:x", opts, ClientInfo("w"), observe=True)
+        assert rec.seen == []
+        await hub.subscribe(a, "h:x", opts, ClientInfo("a"))
+        await hub.subscribe(b, "h:x", opts, ClientInfo("b"))
+        await hub.unsubscribe(a, "h:x", ClientInfo("a"))
+        await hub.unsubscribe(b, "h:x", ClientInfo("b"))
+        await hub.unsubscribe(watcher, "h:x", ClientInfo("w"))
+        assert rec.seen == [("occupied", "h:x"), ("join", "a"), ("join", "b"), ("leave", "a"), ("leave", "b"), ("vacated", "h:x")]
+    finally:
+        await hub.close()
