@@ -29,6 +29,7 @@ from channels import errors
 from handlers.context import Context
 from handlers.emulation_sessions import EmulationSessions
 from handlers.protocol import Codec
+from handlers.proxy import kept_headers
 from handlers.session import ClientSession
 from handlers.uni import Framing, UniHandler, UniWire
 from handlers.wire import WireOutput
@@ -132,6 +133,8 @@ class EmulatedStreamHandler(UniHandler):
         # the session id is known before the session exists: the output carries it
         out = EmulationOutput("")
         session = ClientSession(ctx, wire, self.request.remote_ip or "", out)
+        session.transport = self.transport  # what the proxy reports (handlers.proxy)
+        session.request_headers = kept_headers(ctx.proxy, self.request.headers)
         out.session_id = sid = self.sessions.add(session)
         wire.session = session
         self.wire = wire

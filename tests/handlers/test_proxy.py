@@ -438,3 +438,20 @@ async def test_protobuf_client_and_meta_through_the_proxy(ws_url: str, backend: 
         [got] = backend.got(path)
         assert got.body["meta"] == {"tenant": 7} and got.body["protocol"] == "protobuf"
     await c.disconnect()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_connect_proxy_on_the_http_stream_emulation(http_port: int, http_server: Any, backend: Backend, squall_app: Squall) -> None:
+    """centrifuge-js's http_stream emulation transport reports transport "http_stream" to the connect proxy, with allow-listed headers."""
+    from tests.handlers.test_sse import UniStream
+
+    backend.answer("/connect", lambda b: Answer({"result": {"user": "emu"}}))
+    first = json.dumps({"id": 1, "connect": {"data": {"emu": 1}}}).encode()
+    s = await UniStream.open(http_port, "/connection/http_stream", method="POST", body=first,
+                             headers={"Content-Type": "application/json", "Authorization": "Bearer e", "X-Other": "x"})
+    assert s.status == 200
+    await s.until(lambda m: "connect" in m)
+    [got] = backend.got("/connect")
+    assert got.body["transport"] == "http_stream" and got.body["data"] == {"emu": 1}
+    assert got.headers.get("Authorization") == "Bearer e" and "X-Other" not in got.headers
+    s.close()
