@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from channels import errors
-from channels.errors import Disconnect, DisconnectCode, SquallError
+from channels.errors import Disconnect, SquallError
+from handlers.options import PROXY_EVENTS, Endpoint, ProxyConfig
 from handlers.proxy_schema import ENCODING_BINARY, ENCODING_JSON, BackendError, ClientFields, MalformedResponse, parse_response
 
 if TYPE_CHECKING:
@@ -33,62 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("squall.proxy")
 
-EVENTS = ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
+EVENTS = PROXY_EVENTS
 MAX_RESPONSE_BYTES = 4 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    url: str
-    timeout: float  # seconds for the whole call, waiting for a connection included
-
-
-@dataclass(frozen=True, slots=True)
-class StatusTransform:
-    """Centrifugo's http_status_code_transforms entry: an HTTP status -> a client error or disconnect."""
-
-    status_code: int
-    error: tuple[int, str, bool] | None = None  # code, message, temporary
-    disconnect: DisconnectCode | None = None
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> StatusTransform:
-        """From ``{status_code, to_error: {code, message, temporary}}`` or ``{..., to_disconnect: {code, reason}}``."""
-        status = raw.get("status_code")
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise ValueError("status_code must be an integer")
-        to_error, to_disconnect = raw.get("to_error"), raw.get("to_disconnect")
-        if isinstance(to_error, Mapping) and isinstance(to_error.get("code"), int) and to_error["code"] > 0:
-            return cls(status, error=(to_error["code"], str(to_error.get("message", "")), bool(to_error.get("temporary", False))))
-        if isinstance(to_disconnect, Mapping) and isinstance(to_disconnect.get("code"), int) and to_disconnect["code"] > 0:
-            return cls(status, disconnect=DisconnectCode(to_disconnect["code"], str(to_disconnect.get("reason", ""))))
-        raise ValueError("needs to_error.code or to_disconnect.code > 0")
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Which events are proxied where; None: not proxied."""
-
-    connect: Endpoint | None = None
-    refresh: Endpoint | None = None
-    subscribe: Endpoint | None = None
-    publish: Endpoint | None = None
-    sub_refresh: Endpoint | None = None
-    rpc: Endpoint | None = None  # every rpc method not in rpc_methods
-    rpc_methods: Mapping[str, Endpoint] = field(default_factory=dict)
-    http_headers: tuple[str, ...] = ()  # lowercase; from the client's HTTP request only
-    emulated_headers: tuple[str, ...] = ()  # lowercase; from the connect command's `headers` only
-    static_headers: Mapping[str, str] = field(default_factory=dict)
-    binary_encoding: bool = False
-    max_inflight: int = 1000
-    status_transforms: tuple[StatusTransform, ...] = ()
-
-    @property
-    def enabled(self) -> bool:
-        return any(getattr(self, e) is not None for e in EVENTS) or bool(self.rpc_methods)
-
-    def rpc_endpoint(self, method: str) -> Endpoint | None:
-        return self.rpc_methods.get(method, self.rpc)
 
 
 def kept_headers(proxy: Proxy | None, headers: Mapping[str, str]) -> Mapping[str, str]:

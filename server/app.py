@@ -22,7 +22,8 @@ from handlers.limits import ConnectionLimiter
 from handlers.metrics import Metrics
 from handlers.options import HandlerOptions
 from handlers.pinger import Pinger
-from handlers.proxy import Endpoint, Proxy, ProxyConfig, StatusTransform
+from handlers.options import Endpoint, ProxyConfig, StatusTransform
+from handlers.proxy import Proxy
 from handlers.proxy_metrics import ProxyEventCollector
 from server.backends import Backends, build_backends, build_outbox
 from server.routes import routes
