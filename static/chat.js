@@ -2,6 +2,7 @@
 // nickname in their data ({nick, text, ts}) so names show whatever the server
 // puts in conn_info; presence uses conn_info.name when present.
 import { Client, State, SubState } from './squall.js';
+import { EmulatedSocket } from './squall_emulation.js';
 
 const DEFAULT_ROOMS = ['lobby', 'random'];
 const ROOM_RE = /^[a-z0-9_.-]{1,32}$/;
@@ -57,7 +58,9 @@ if (!ROOM_RE.test(startRoom)) startRoom = 'lobby';
 if (!rooms.includes(startRoom)) rooms.push(startRoom);
 
 // ------------------------------------------------------------------ state
-const client = new Client(undefined, { data: { name: nick } });
+// ?transport=sse: Server-Sent Events plus POSTs instead of WebSocket (for networks that block it)
+const emulated = params.get('transport') === 'sse' ? { WebSocket: EmulatedSocket } : {};
+const client = new Client(undefined, { data: { name: nick }, ...emulated });
 const myClientIds = new Set(); // every id this page had, across reconnects
 const nickByClient = new Map(); // learnt from messages, for presence names
 

@@ -74,3 +74,33 @@ def test_chat_over_http_stream_and_sse_without_websocket(open_page: OpenPage, de
     assert any("/connection/sse?cf_connect=" in u for u in bob.requests)
     for rec in (alice, bob):
         rec.page.evaluate("window.chat.c.disconnect()")
+
+
+def test_chat_page_over_sse_emulation(open_page: OpenPage, demo_squall: SquallProcess) -> None:
+    """The chat page with ?transport=sse (static/squall_emulation.js): messages, presence, leave; no WebSocket."""
+    from playwright.sync_api import expect
+
+    from tests.static.test_chat_browser import client_id, send
+
+    room = f"e{uuid.uuid4().hex[:10]}"
+
+    def open_chat(nick: str) -> RecordedPage:
+        rec = open_page(f"{demo_squall.url}/?nick={nick}&room={room}&transport=sse")
+        expect(rec.page.locator("#room-state")).to_have_attribute("data-state", "subscribed")
+        return rec
+
+    alice, bob = open_chat("alice"), open_chat("bob")
+    a_id, b_id = client_id(alice), client_id(bob)
+    expect(alice.page.locator(f'#online li[data-client="{b_id}"]')).to_have_count(1)
+    expect(bob.page.locator(f'#online li[data-client="{a_id}"]')).to_have_count(1)
+    send(alice, "hello over sse")
+    expect(bob.page.locator("#messages .msg", has_text="hello over sse").locator(".msg-nick")).to_have_text("alice")
+    send(bob, "and back")
+    expect(alice.page.locator("#messages .msg", has_text="and back")).to_have_count(1)
+    for rec in (alice, bob):
+        assert not [u for u in rec.requests if u.startswith("ws")], rec.requests
+        assert any("/connection/sse?cf_connect=" in u for u in rec.requests)
+        assert any(u.endswith("/emulation") for u in rec.requests)
+    bob.page.close()
+    expect(alice.page.locator(f'#online li[data-client="{b_id}"]')).to_have_count(0)
+    assert alice.page_errors == [] and alice.console_errors == []
