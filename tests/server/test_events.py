@@ -31,7 +31,7 @@ def hook_events() -> list[dict[str, Any]]:
 @pytest.fixture
 def squall_settings(backend: Backend, tmp_path: Path) -> Settings:
     cfg = test_config(events_webhook_url=backend.url("/events"), events_webhook_secret=SECRET, events_types=ALL,
-                      events_retry_min_delay=0.05, events_retry_max_delay=0.2)
+                      events_retry_min_delay=0.05, events_retry_max_delay=0.2, events_webhook_timeout=0.5)
     path = tmp_path / "squall.toml"
     path.write_text(to_toml(cfg))
     return load(str(path), environ={})
@@ -186,3 +186,22 @@ async def test_hub_reports_occupancy_of_subscribers_not_observers() -> None:
         assert rec.seen == [("occupied", "h:x"), ("join", "a"), ("join", "b"), ("leave", "a"), ("leave", "b"), ("vacated", "h:x")]
     finally:
         await hub.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_slow_receiver_times_out_and_gets_the_batch_again(ws_url: str, backend: Backend, squall_app: Squall) -> None:
+    """A receiver slower than events_webhook_timeout: the POST is abandoned and the same events come again."""
+    calls: list[int] = []
+
+    def answer(body: Any) -> Answer:
+        calls.append(1)
+        return Answer({}, delay=2.0 if len(calls) == 1 else 0.0)
+
+    backend.answer("/events", answer)
+    await squall_app.ctx.hub.publish("chat:slow", {"x": 1})
+    await until(lambda: len(backend.got("/events")) >= 2, timeout=10)
+    first, second = backend.got("/events")[:2]
+    assert [e["id"] for e in first.body["events"]] == [e["id"] for e in second.body["events"]]
+    stats = squall_app.ctx.events.stats  # type: ignore[union-attr]
+    await until(lambda: stats.sent >= 1)
+    assert stats.retried >= 1
