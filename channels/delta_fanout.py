@@ -120,11 +120,14 @@ def publication(ch: ChannelState, channel: str, pub: Publication, encode: Any) -
                     if d.binary not in full:
                         full[d.binary] = full_body(body, d.binary)
                     key, out = (sub.wire_key, "full"), full[d.binary]
-                d.ready = True
         data = cache.get(key)
         if data is None:
             data = cache[key] = encode(sub, channel, "pub", out)
         if data:
             sub.write_wire(data, conf)
             delivered += 1
+            if d is not None:
+                d.ready = True  # it now holds this publication: the next may be a delta
+        elif d is not None:
+            d.ready = False  # it missed this one: the next must be full
     return delivered

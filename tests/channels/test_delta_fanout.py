@@ -92,3 +92,26 @@ def test_plain_channels_keep_the_plain_path(monkeypatch: Any) -> None:
     s = Sub(1)
     ch = _channel([s], {})
     assert fanout.publication(ch, "c", Publication(data=1)) == 1
+
+
+def test_a_missed_publication_makes_the_next_full() -> None:
+    """A delta subscriber whose encoding failed once gets the next publication in full, not a delta it cannot apply."""
+    class Flaky(Sub):
+        fail = False
+
+        def encode_push(self, channel: str, kind: str, body: dict[str, Any]) -> bytes:
+            if self.fail:
+                raise ValueError("cannot encode")
+            return super().encode_push(channel, kind, body)
+
+    s = Flaky(1, key="flaky")
+    ch = _channel([s], {s: Delivery(delta=True)})
+    docs = [{"rows": list(range(40)), "v": v} for v in range(4)]
+    fanout.publication(ch, "c", Publication(data=docs[0], offset=1))
+    fanout.publication(ch, "c", Publication(data=docs[1], offset=2))
+    s.fail = True
+    fanout.publication(ch, "c", Publication(data=docs[2], offset=3))
+    s.fail = False
+    fanout.publication(ch, "c", Publication(data=docs[3], offset=4))
+    assert [m.get("delta", False) for m in s.got] == [False, True, False]
+    assert orjson.loads(s.got[-1]["data"]) == docs[3]
