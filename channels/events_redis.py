@@ -63,12 +63,16 @@ class RedisOutbox:
         return self._redis
 
     async def start(self) -> None:
+        await self._ensure_group()
+        self._script = self.redis.register_script(_TRANSITION)
+
+    async def _ensure_group(self) -> None:
+        """The stream and its group (again after a Redis that lost its data restarted)."""
         try:
             await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
         except ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
-        self._script = self.redis.register_script(_TRANSITION)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -88,6 +92,16 @@ class RedisOutbox:
         return bool(await script(keys=keys, args=args))  # type: ignore[operator]
 
     async def read(self, count: int, block: float) -> list[tuple[str, Event]]:
+        try:
+            return await self._read(count, block)
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            log.warning("events: the outbox's consumer group is gone (Redis lost its data?): creating it again")
+            await self._ensure_group()
+            return []
+
+    async def _read(self, count: int, block: float) -> list[tuple[str, Event]]:
         r = self.redis
         out: list[tuple[str, Event]] = []
         # first what a dead (or restarted) node read and never acknowledged
@@ -114,15 +128,23 @@ class RedisOutbox:
     async def touch(self, receipts: list[str]) -> None:
         if receipts:
             ids: list[Any] = list(receipts)
-            await self.redis.xclaim(self.stream, GROUP, self.consumer, 0, ids, justid=True)
+            try:
+                await self.redis.xclaim(self.stream, GROUP, self.consumer, 0, ids, justid=True)
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
 
     async def ack(self, receipts: list[str]) -> None:
         if not receipts:
             return
-        async with self.redis.pipeline(transaction=False) as p:
-            p.xack(self.stream, GROUP, *receipts)
-            p.xdel(self.stream, *receipts)
-            await p.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as p:
+                p.xack(self.stream, GROUP, *receipts)
+                p.xdel(self.stream, *receipts)
+                await p.execute()
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise  # NOGROUP: Redis lost the group, and the entries with it: nothing left to ack
 
     async def pending(self) -> int:
         return int(await self.redis.xlen(self.stream))
