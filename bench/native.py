@@ -7,7 +7,9 @@ fraction of a core, or it competes with the server it measures. The Python
 load tester spends about as much CPU per delivery as the server. The
 broadcast generator, reading each socket in batches (``SO_RCVLOWAT``) and
 only walking frame headers, spends roughly a tenth (docs/LOADTEST.md); it
-measures throughput and loss. The chat generator reads each frame as it
+measures throughput and loss, in Centrifugo's JSON form or, with
+``Broadcast(format="protobuf")``, its protobuf form (``bench/formats.py``
+compares the two). The chat generator reads each frame as it
 lands and measures latency too, at 6-9 µs of CPU per delivery in `bench/run`'s chat.
 The idle generator opens connections as fast as the server takes them and
 holds them; it measures the setup rate, for which the Python tester's own
