@@ -112,6 +112,11 @@ def proxy_config(settings: Settings) -> ProxyConfig:
             raise ConfigError(f"proxy_http_status_code_transforms[{i}]", str(e)) from None
     if s.proxy_max_inflight <= 0:
         raise ConfigError("proxy_max_inflight", "must be > 0")
+    for ns in (s.channels.default, *s.channels.by_name.values()):
+        for event in ("subscribe", "publish", "sub_refresh"):
+            if getattr(ns, f"proxy_{event}") and not getattr(s, f"proxy_{event}_endpoint"):
+                where = f"namespace {ns.name!r}" if ns.name else "[channel]"
+                raise ConfigError(f"proxy_{event}_endpoint", f"{where} sets proxy_{event} = true: give the endpoint")
     return ProxyConfig(
         connect=ep("connect"), refresh=ep("refresh"), subscribe=ep("subscribe"), publish=ep("publish"),
         sub_refresh=ep("sub_refresh"), rpc=ep("rpc"), rpc_methods=methods,

@@ -21,6 +21,8 @@ def settings(**overrides: Any) -> Any:
     ({"proxy_http_status_code_transforms": [{"status_code": 403}]}, "proxy_http_status_code_transforms[0]"),
     ({"proxy_http_status_code_transforms": [{"status_code": "x", "to_error": {"code": 1}}]}, "proxy_http_status_code_transforms[0]"),
     ({"proxy_max_inflight": 0}, "proxy_max_inflight"),
+    ({"namespaces": [{"name": "px", "proxy_publish": True}]}, "proxy_publish_endpoint"),
+    ({"channel": {"proxy_subscribe": True}}, "proxy_subscribe_endpoint"),
     ({"events_types": ["join", "jion"]}, "events_types"),
     ({"events_webhook_url": "backend/events", "events_types": ["join"]}, "events_webhook_url"),
 ])
