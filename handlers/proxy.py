@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -49,6 +50,9 @@ def kept_headers(proxy: Proxy | None, headers: Mapping[str, str]) -> Mapping[str
 NO_HEADERS: Mapping[str, str] = {}
 
 
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
 @dataclass(slots=True)
 class ProxyStats:
     """Plain counters (metrics read them)."""
@@ -56,6 +60,16 @@ class ProxyStats:
     calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENTS, 0))
     failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENTS, 0))
     refused_inflight: int = 0
+    # per event: calls answered within each of DURATION_BUCKETS (not cumulative), and their seconds' sum
+    durations: dict[str, list[int]] = field(default_factory=lambda: {e: [0] * (len(DURATION_BUCKETS) + 1) for e in EVENTS})
+    duration_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(EVENTS, 0.0))
+
+    def observe(self, event: str, seconds: float) -> None:
+        i = 0
+        while i < len(DURATION_BUCKETS) and seconds > DURATION_BUCKETS[i]:
+            i += 1
+        self.durations[event][i] += 1
+        self.duration_sum[event] += seconds
 
 
 class Proxy:
@@ -113,6 +127,7 @@ class Proxy:
             log.warning("proxy %s refused: %d calls outstanding", event, self.inflight)
             raise errors.InternalError()
         self.inflight += 1
+        started = time.perf_counter()
         try:
             status, raw = await asyncio.wait_for(self._post(endpoint.url, self.headers(s), body), endpoint.timeout)
             if status != 200:
@@ -129,6 +144,7 @@ class Proxy:
             raise self.failed(event, endpoint, s, f"{type(e).__name__}: {e}") from None
         finally:
             self.inflight -= 1
+            self.stats.observe(event, time.perf_counter() - started)
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         async with self._client().post(url, data=body, headers=headers) as resp:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from channels.events import EventStats
-from handlers.proxy import Proxy
+from handlers.proxy import DURATION_BUCKETS, Proxy
 
 
 class ProxyEventCollector:
@@ -47,3 +47,13 @@ class ProxyEventCollector:
                 value=s.refused_inflight,
             )
             yield GaugeMetricFamily("squall_proxy_inflight", "Proxy calls outstanding now.", value=self.proxy.inflight)
+            hist = HistogramMetricFamily(
+                "squall_proxy_call_duration_seconds", "Proxy call durations by event (failures included).", labels=["event"]
+            )
+            for event, counts in s.durations.items():
+                cumulative, buckets = 0, []
+                for bound, n in zip((*map(str, DURATION_BUCKETS), "+Inf"), counts):
+                    cumulative += n
+                    buckets.append((bound, cumulative))
+                hist.add_metric([event], buckets, s.duration_sum[event])
+            yield hist

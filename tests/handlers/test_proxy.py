@@ -455,3 +455,26 @@ async def test_connect_proxy_on_the_http_stream_emulation(http_port: int, http_s
     assert got.body["transport"] == "http_stream" and got.body["data"] == {"emu": 1}
     assert got.headers.get("Authorization") == "Bearer e" and "X-Other" not in got.headers
     s.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_proxy_metrics(http_port: int, ws_url: str, backend: Backend, squall_app: Squall) -> None:
+    """/metrics counts proxy calls and failures per event and their durations."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    backend.answer("/connect", lambda b: Answer({"result": {"user": "m"}}))
+    ev = Events()
+    c = client(ws_url, ev)
+    await c.connect()
+    await until(lambda: ev.connected)
+    with pytest.raises(ReplyError):
+        backend.answer("/rpc", lambda b: Answer(b"garbage"))
+        await c.rpc("x", {})
+    text = (await AsyncHTTPClient().fetch(f"http://127.0.0.1:{http_port}/metrics")).body.decode()
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("squall_proxy"))
+    assert float(lines['squall_proxy_calls_total{event="connect"}']) == 1
+    assert float(lines['squall_proxy_failures_total{event="connect"}']) == 0
+    assert float(lines['squall_proxy_failures_total{event="rpc"}']) == 1
+    assert float(lines['squall_proxy_call_duration_seconds_count{event="connect"}']) == 1
+    assert float(lines['squall_proxy_call_duration_seconds_bucket{event="rpc",le="+Inf"}']) == 1
+    await c.disconnect()
