@@ -478,3 +478,15 @@ async def test_proxy_metrics(http_port: int, ws_url: str, backend: Backend, squa
     assert float(lines['squall_proxy_call_duration_seconds_count{event="connect"}']) == 1
     assert float(lines['squall_proxy_call_duration_seconds_bucket{event="rpc",le="+Inf"}']) == 1
     await c.disconnect()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_subscribe_proxy_disconnect_closes_the_connection(ws_url: str, backend: Backend, squall_app: Squall) -> None:
+    """A subscribe answered with `disconnect` ends the connection with the backend's code."""
+    c, ev = await connected(ws_url, backend)
+    backend.answer("/subscribe", lambda b: Answer({"disconnect": {"code": 4502, "reason": "go"}}))
+    sub = c.new_subscription("px:bye", SubEvents())
+    await sub.subscribe()
+    await until(lambda: ev.disconnects)
+    assert ev.disconnects == [4502]
+    await until(lambda: squall_app.ctx.hub.num_clients == 0)
