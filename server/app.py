@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +29,8 @@ from handlers.proxy_metrics import ProxyEventCollector
 from server.backends import Backends, build_backends, build_outbox
 from server.routes import routes
 from server.settings import ConfigError, Settings
+
+log = logging.getLogger("squall.events")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -154,6 +157,8 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         raise ConfigError("events_types", f"unknown {', '.join(sorted(unknown))}; known: {', '.join(EVENT_TYPES)}")
     if settings.events_webhook_url and not settings.events_webhook_url.startswith(("http://", "https://")):
         raise ConfigError("events_webhook_url", "must be an http:// or https:// URL")
+    if settings.events_webhook_url and not settings.events_webhook_secret:
+        log.warning("events_webhook_url is set without events_webhook_secret: webhook bodies are not signed")
     if settings.events_types and sinks:
         events = EventLog(build_outbox(settings, node_id), node_id, settings.events_types)
         delivery = Delivery(

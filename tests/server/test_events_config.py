@@ -47,3 +47,10 @@ def test_proxy_config_normalises_header_names_and_transforms() -> None:
     first, second = pc.status_transforms
     assert first.error == (4403, "forbidden", False) and second.disconnect is not None and second.disconnect.code == 4410
     assert pc.enabled and not proxy_config(settings()).enabled
+
+
+def test_unsigned_webhook_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """A webhook URL without a secret is allowed, with a warning that bodies go unsigned."""
+    with caplog.at_level("WARNING", logger="squall.events"):
+        build(settings(events_webhook_url="http://127.0.0.1:1/events", events_types=["join"]))
+    assert "not signed" in caplog.text
