@@ -80,6 +80,11 @@ class Broker(Protocol):
 
     async def remove_history(self, channel: str) -> None: ...
 
+    async def new_epoch(self, channel: str) -> None:
+        """Start the stream over under a new epoch: it lost publications that were delivered (an
+        asynchronous replica promoted), so every position in the old epoch is unrecoverable."""
+        ...
+
     def healthy(self) -> bool:
         """Whether the broker is connected right now (for /health, /ready)."""
         ...

@@ -70,3 +70,6 @@ class MemoryBroker:
 
     async def remove_history(self, channel: str) -> None:
         await self._history.remove(channel)
+
+    async def new_epoch(self, channel: str) -> None:
+        return None  # an in-process stream never loses what it delivered

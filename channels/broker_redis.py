@@ -364,6 +364,12 @@ class RedisBroker:
     async def history(self, channel: str, query: HistoryQuery, opts: StreamOptions) -> HistoryResult:
         return await self._reader.history(channel, query, opts)
 
+    async def new_epoch(self, channel: str) -> None:
+        """Drop the epoch: the next publish or position read creates a fresh one (and drops the window)."""
+        keys = self._shards.keys(channel)
+        async with redis_call("new epoch"):
+            await self._shards.client(keys.bucket).hdel(keys.meta, "e")
+
     async def remove_history(self, channel: str) -> None:
         """Drop the publications; the stream position and epoch stay."""
         keys = self._shards.keys(channel)

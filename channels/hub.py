@@ -336,6 +336,7 @@ class Hub(ClientRegistry):
             if verdict is not Verdict.DUPLICATE:
                 self._stream_broken(channel, ch, verdict.value)
             return
+        ch.last_pub = pub
         for buf in ch.recovering.values():
             buf.append(pub)
         if ch.subs:
@@ -379,7 +380,9 @@ class Hub(ClientRegistry):
 
     async def _resync(self) -> None:
         """Subscribers of a stream whose top moved past what we delivered (or
-        whose epoch changed) must recover; the others keep their connection."""
+        whose epoch changed) must recover; the others keep their connection. A
+        stream that no longer holds what we delivered (a failover lost writes)
+        starts a new epoch first, so no client recovers across the rewrite."""
         for channel, ch in list(self._channels.items()):
             stream = ch.opts.stream
             if not stream.enabled or self._channels.get(channel) is not ch:
@@ -390,8 +393,32 @@ class Hub(ClientRegistry):
                 self._stream_broken(channel, ch, "broker reconnected, position unknown")
                 continue
             pos = res.position
-            if pos.epoch != ch.epoch or pos.offset > ch.last_offset:
+            if pos.epoch != ch.epoch:
+                self._stream_broken(channel, ch, "broker reconnected to a new epoch")
+            elif pos.offset < ch.last_offset or not await self._last_still_stored(channel, ch):
+                # A failover lost writes we delivered and their offsets are (being) reused: no
+                # position in this epoch can be trusted, so the stream starts a new one.
+                try:
+                    await self.broker.new_epoch(channel)
+                except errors.SquallError:
+                    log.warning("could not start a new epoch for %s", channel)
+                self._stream_broken(channel, ch, "broker reconnected to a stream that lost publications")
+            elif pos.offset > ch.last_offset:
                 self._stream_broken(channel, ch, "broker reconnected with missed publications")
+
+    async def _last_still_stored(self, channel: str, ch: ChannelState) -> bool:
+        """Whether the stream still holds the last publication delivered here (True when it cannot tell)."""
+        last = ch.last_pub
+        if last is None or not last.offset or last.offset != ch.last_offset:
+            return True  # nothing delivered since the cursor was read from the stream itself
+        try:
+            res = await self.broker.history(
+                channel, HistoryQuery(limit=1, since=StreamPosition(last.offset - 1, ch.epoch)), ch.opts.stream
+            )
+        except errors.SquallError:
+            return True  # a failed read is no proof of lost writes; the top check still applies
+        got = res.publications[0] if res.publications else None
+        return got is None or (got.offset, got.data, got.time) == (last.offset, last.data, last.time)
 
     def local_presence(self) -> dict[str, dict[str, ClientInfo]]:
         """What this node must keep refreshed in the presence backend."""

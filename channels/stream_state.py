@@ -42,6 +42,7 @@ class ChannelState:
 
     __slots__ = (
         "subs", "recovering", "observers", "ahead", "last_offset", "epoch", "opts", "ready", "special", "delta_prev",
+        "last_pub",
     )
 
     def __init__(self, opts: NamespaceOptions) -> None:
@@ -62,6 +63,8 @@ class ChannelState:
         self.special: dict[Subscriber, Delivery] = {}
         # the JSON of the previous publication's data while a delta subscriber is here
         self.delta_prev: bytes | None = None
+        # the last publication delivered here: a resync checks the stream still holds it
+        self.last_pub: Publication | None = None
 
     def accept(self, pub: Publication) -> Verdict:
         """Advance the cursor over ``pub``, or say why it cannot be delivered."""

@@ -105,6 +105,9 @@ class GatedBroker:
     async def remove_history(self, channel: str) -> None:
         return None
 
+    async def new_epoch(self, channel: str) -> None:
+        return None
+
 
 @dataclass(eq=False)
 class Client:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any, AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
+from channels import errors
+from channels.broker_redis import RedisBroker
 from channels.errors import BackendUnavailable
+from channels.hub import Hub
+from channels.namespaces import build_namespaces
 from channels.presence_redis import RedisPresenceManager
 from channels.redis_shards import RedisShards, SentinelAddress, parse_sentinel_url
 from channels.types import ClientInfo, HistoryQuery, StreamOptions
 from server.settings import ConfigError, load
-from tests.channels.test_broker_redis import nodes, pub
+from tests.channels.test_broker_redis import FAST, nodes, pub
+from tests.channels.test_hub import OPEN, FakeSub, info
 from tests.helpers.redis_server import SentinelGroup, redis_sentinel, wait_until  # noqa: F401
 
 HIST = StreamOptions(history_size=100, history_ttl=300)
@@ -122,3 +130,82 @@ async def test_presence_behind_sentinels(redis_sentinel: SentinelGroup) -> None:
             assert c.keys("t:*ph:room")
     finally:
         await m.close()
+
+
+@contextlib.asynccontextmanager
+async def redis_hub(url: str) -> AsyncIterator[Hub]:
+    """A hub on the Redis broker and presence (quick pings and reconnects), closed afterwards."""
+    ns = build_namespaces({}, [{"name": "h", "history_size": 10, **OPEN}])
+    hub = Hub(RedisBroker([url], prefix="t", node_id="n1", history=None, hot_window=100, cluster=False, **FAST),
+              RedisPresenceManager([url], prefix="t", ttl=30, cluster=False), ns)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.close()
+
+
+async def killed_pubsub_resynced(hub: Hub, url: str) -> None:
+    """CLIENT KILL the hub's pub/sub connection and wait for its resync to finish."""
+    broker = hub.broker
+    assert isinstance(broker, RedisBroker)
+    before = broker._links[0].reconnects
+    c = aioredis.Redis(**url_kwargs(url))
+    try:
+        assert await c.client_kill_filter(_type="pubsub") >= 1
+    finally:
+        await c.aclose()
+    assert await wait_until(lambda: broker._links[0].reconnects > before and broker.healthy(), 15)
+    await asyncio.sleep(0.2)
+    await hub.drain_background()
+
+
+def url_kwargs(url: str) -> dict[str, Any]:
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    return {"host": host, "port": int(port)}
+
+
+@pytest.mark.redis
+@pytest.mark.gen_test(timeout=60)
+async def test_resync_keeps_subscribers_when_the_stream_holds_what_was_delivered(redis_url: str) -> None:
+    """A pub/sub reconnect with nothing missed: the last delivered publication read back from Redis compares
+    equal, so nobody is disconnected and the epoch stays."""
+    async with redis_hub(redis_url) as hub:
+        s = FakeSub("s")
+        await hub.subscribe(s, "h:ok", hub.namespaces.lookup("h:ok"), info("s"))
+        first = await hub.publish("h:ok", {"n": [1, 2.5, "x"], "t": None})
+        assert await wait_until(lambda: len(s.pubs()) == 1, 10)
+        await killed_pubsub_resynced(hub, redis_url)
+        assert s.disconnects == []
+        res = await hub.history("h:ok", HistoryQuery(limit=0))
+        assert res.position.epoch == first.epoch
+
+
+@pytest.mark.redis
+@pytest.mark.gen_test(timeout=60)
+async def test_resync_starts_a_new_epoch_when_delivered_publications_are_gone(redis_url: str) -> None:
+    """The stream no longer holds what this node delivered (rewritten at the same offset, as after a failover
+    that lost writes): the resync starts a new epoch and its subscribers must recover (3010)."""
+    async with redis_hub(redis_url) as hub:
+        s = FakeSub("s")
+        opts = hub.namespaces.lookup("h:lost")
+        await hub.subscribe(s, "h:lost", opts, info("s"))
+        first = await hub.publish("h:lost", "delivered")
+        assert await wait_until(lambda: len(s.pubs()) == 1, 10)
+        broker = hub.broker
+        assert isinstance(broker, RedisBroker)
+        keys = broker._shards.keys("h:lost")
+        c = aioredis.Redis(**url_kwargs(redis_url))
+        try:  # what a promoted replica that missed the write, then took another, looks like
+            await c.hset(keys.meta, "s", 0)
+            await c.delete(keys.window)
+        finally:
+            await c.aclose()
+        second = await hub.publish("h:lost", "other")  # offset 1 again: this node drops it as a duplicate
+        assert (second.offset, second.epoch) == (first.offset, first.epoch)
+        await asyncio.sleep(0.3)
+        assert len(s.pubs()) == 1 and s.disconnects == []
+        await killed_pubsub_resynced(hub, redis_url)
+        assert s.disconnects == [errors.INSUFFICIENT_STATE.code]
+        res = await hub.history("h:lost", HistoryQuery(limit=0))
+        assert res.position.epoch != first.epoch

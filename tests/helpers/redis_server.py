@@ -441,8 +441,10 @@ class SentinelGroup:
         return self.master()
 
     def stop(self) -> None:
-        for proc in [*self.sentinels, *self.servers]:
-            proc.stop()
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        for server in self.servers:
+            server.stop()
 
 
 @pytest.fixture
