@@ -220,7 +220,8 @@ class MongoHistoryStore:
             # A batch failure may have dropped it again between load and here.
             if self._streams.get(channel) is s:
                 return s
-        raise BackendUnavailable("history store unavailable (stream reset)")
+        log.warning("history stream of %s reset while loading", channel)
+        raise BackendUnavailable("history store unavailable")
 
     def _loaded(self, channel: str, task: asyncio.Task[Stream]) -> None:
         if self._loading.get(channel) is task:

@@ -114,14 +114,15 @@ class MongoConnection:
 
     @contextmanager
     def backend(self, what: str) -> Iterator[None]:
-        """Turn driver errors into a temporary client-facing error."""
+        """Turn driver errors into a temporary client-facing error; which step failed and why is
+        for the log, not for clients (the log's repeat filter folds an outage's lines)."""
         try:
             yield
         except PyMongoError as e:
             if isinstance(e, ConnectionFailure):
                 self.set_healthy(False)
-            log.debug("MongoDB %s failed: %s", what, e)
-            raise BackendUnavailable(f"history store unavailable ({what})") from e
+            log.warning("MongoDB %s failed: %s", what, e)
+            raise BackendUnavailable("history store unavailable") from e
         self.set_healthy(True)
 
     def collections(self) -> tuple[Collection, Collection]:

@@ -308,12 +308,15 @@ async def test_write_concern_majority_and_remove(mongo_db: MongoTarget) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_unreachable_server_fails_fast() -> None:
-    """With nothing listening, start() survives, healthy() is False, calls raise BackendUnavailable."""
+async def test_unreachable_server_fails_fast(caplog: pytest.LogCaptureFixture) -> None:
+    """With nothing listening, start() survives, healthy() is False, calls raise BackendUnavailable that says
+    only "history store unavailable" to clients; the failed step stays in the log."""
     async with opened(f"mongodb://127.0.0.1:{free_port()}", timeout_ms=300) as store:
         assert not store.healthy()
-        with pytest.raises(BackendUnavailable):
+        with pytest.raises(BackendUnavailable) as e:
             await store.append("down", Publication(data=1), OPTS)
+        assert e.value.message == "history store unavailable"
+        assert "create indexes failed" in caplog.text
         with pytest.raises(BackendUnavailable):
             await store.read("down", HistoryQuery(limit=10), OPTS)
 
