@@ -1,6 +1,8 @@
 // The chat page: rooms are channels chat:<room>. Messages carry the sender's
-// nickname in their data ({nick, text, ts}) so names show whatever the server
-// puts in conn_info; presence uses conn_info.name when present.
+// nickname in their data ({nick, text, ts}); a rename is announced in the room
+// ({nick, rename: old, ts}) because conn_info (the name the server puts in
+// presence) only changes on the next connect. Presence names: the latest
+// nickname learnt from the room, else conn_info.name.
 import { Client, State, SubState } from './squall.js';
 import { EmulatedSocket } from './squall_emulation.js';
 
@@ -71,6 +73,7 @@ let rendered = new Set(); // offsets shown in this room
 let epoch = '';
 let historyLoading = false;
 let queued = []; // live publications held back while history loads
+let roomError = null; // the room's last temporary error (a backend outage) until it is live again
 
 // ---------------------------------------------------------------- helpers
 function hue(s) {
@@ -87,11 +90,12 @@ function formatTime(ts) {
 function displayName(info) {
   if (!info) return 'someone';
   if (myClientIds.has(info.client)) return nick;
+  // learnt from the room (messages, renames) is newer than the name given at connect
+  if (nickByClient.has(info.client)) return nickByClient.get(info.client);
   const ci = info.conn_info;
   if (ci && typeof ci === 'object' && typeof ci.name === 'string' && ci.name.trim()) {
     return cleanNick(ci.name);
   }
-  if (nickByClient.has(info.client)) return nickByClient.get(info.client);
   if (info.user) return String(info.user);
   return `guest ${String(info.client || '').slice(0, 6)}`;
 }
@@ -138,6 +142,11 @@ function renderPublication(pub) {
   const info = pub.info || null;
   const name = cleanNick(typeof data.nick === 'string' ? data.nick : '') || displayName(info);
   if (info && info.client && typeof data.nick === 'string') nickByClient.set(info.client, name);
+  if (typeof data.rename === 'string') {
+    if (!(info && myClientIds.has(info.client))) notice(`${cleanNick(data.rename) || 'someone'} is now ${name}`, 'info');
+    renderPresence();
+    return;
+  }
   const text = typeof data.text === 'string' ? data.text : JSON.stringify(pub.data);
   const ts = Number.isFinite(data.ts) ? data.ts : Date.now();
 
@@ -263,9 +272,15 @@ function setRoomState(state) {
   el.roomState.dataset.state = state;
 }
 
+function setRoomError(err) {
+  roomError = err;
+  renderConnection(client.state);
+}
+
 function enterRoom(name) {
   if (name === room && sub) return;
   if (sub) client.removeSubscription(sub);
+  setRoomError(null);
   room = name;
   save('room', room);
   const url = new URL(location.href);
@@ -286,7 +301,11 @@ function enterRoom(name) {
   sub = s;
   s.on('state', (ev) => { if (s === sub) setRoomState(ev.state); });
   s.on('publication', (pub) => { if (s === sub) onPublication(pub); });
-  s.on('subscribed', (ev) => { if (s === sub) onSubscribed(s, ev); });
+  s.on('subscribed', (ev) => {
+    if (s !== sub) return;
+    setRoomError(null);
+    onSubscribed(s, ev);
+  });
   s.on('join', (ev) => {
     if (s !== sub) return;
     presence.set(ev.info.client, ev.info);
@@ -304,7 +323,11 @@ function enterRoom(name) {
     if (s === sub && ev.code !== 0) notice(`Left #${room}: ${ev.reason} (${ev.code})`, 'error');
   });
   s.on('error', (ev) => {
-    if (s === sub) notice(`Room error: ${ev.error.message} (${ev.error.code})`, 'error');
+    if (s !== sub) return;
+    const err = ev.error;
+    // a retried outage says so once, not on every retry
+    if (!roomError || roomError.message !== err.message) notice(`Room error: ${err.message} (${err.code})`, 'error');
+    setRoomError(err.temporary ? err : null);
   });
   setRoomState(s.state);
   s.subscribe();
@@ -327,8 +350,11 @@ function onSubscribed(s, ev) {
 
 // ------------------------------------------------------------ connection
 function renderConnection(state) {
-  el.conn.dataset.state = state;
-  el.connState.textContent = state;
+  // Connected but the room cannot be joined because a backend is down: degraded, with the server's reason.
+  const degraded = state === State.CONNECTED && roomError;
+  el.conn.dataset.state = degraded ? 'degraded' : state;
+  el.connState.textContent = degraded ? `degraded: ${roomError.message}` : state;
+  el.conn.title = degraded ? 'The server is up but one of its backends is not; retrying.' : '';
   el.connReconnects.textContent = String(client.reconnects);
 }
 
@@ -351,12 +377,17 @@ el.nickForm.addEventListener('submit', (e) => {
   e.preventDefault();
   const v = cleanNick(el.nick.value);
   if (!v) return;
+  const old = nick;
   if (v !== nick) notice(`You are now ${v}`, 'self');
   nick = v;
   el.nick.value = v;
   save('nick', v);
-  client.options.data = { name: v }; // for presence after the next connect
+  client.options.data = { name: v }; // conn_info after the next connect
   renderPresence();
+  // tell the room now, so the others' Online lists do not keep the old name until a reconnect
+  if (v !== old && sub && sub.state === SubState.SUBSCRIBED) {
+    sub.publish({ nick: v, rename: old, ts: Date.now() }).catch(() => {});
+  }
 });
 
 el.roomForm.addEventListener('submit', (e) => {
@@ -381,6 +412,12 @@ el.composer.addEventListener('submit', async (e) => {
   e.preventDefault();
   const text = el.text.value.trim();
   if (!text || !sub) return;
+  if (sub.state !== SubState.SUBSCRIBED) {
+    // Publishing as a non-member would only be refused (103); say what is really wrong.
+    const why = roomError ? `the server cannot join the room: ${roomError.message}` : 'still joining the room';
+    notice(`Not sent: ${why}; try again in a moment`, 'error');
+    return;
+  }
   el.text.value = '';
   try {
     await sub.publish({ nick, text, ts: Date.now() });

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.helpers.browser import OpenPage, RecordedPage
-from tests.helpers.squall_process import SquallProcess
+from tests.helpers.redis_server import RedisServer, redis_factory  # noqa: F401  (fixture)
+from tests.helpers.squall_process import SquallProcess, start_squall
 
 pytestmark = pytest.mark.browser
 
@@ -183,3 +185,62 @@ def test_killed_socket_reconnects_and_recovers_missed_messages_once_in_order(
 
     send(heidi, "after")
     expect(texts(grace)).to_have_text(["before", "missed 1", "missed 2", "missed 3", "after"])
+
+
+def test_rename_updates_the_others_online_list(open_chat: OpenChat, room: str) -> None:
+    """After a rename the other page's Online list shows the new name at once (no reload, no message needed)."""
+    alice = open_chat("alice", room)
+    bob = open_chat("bob", room)
+    a_id = client_id(alice)
+    name_at_bob = bob.page.locator(f'#online li[data-client="{a_id}"] .presence-name')
+    expect(name_at_bob).to_have_text("alice")  # conn_info from the demo hook
+
+    alice.page.fill("#nick", "alicia")
+    alice.page.press("#nick", "Enter")
+    expect(alice.page.locator(f'#online li[data-client="{a_id}"] .presence-name')).to_have_text("alicia")
+    expect(name_at_bob).to_have_text("alicia")
+    expect(bob.page.locator("#messages .notice", has_text="alice is now alicia")).to_have_count(1)
+    # the rename is no chat message
+    expect(texts(bob)).to_have_count(0)
+
+    send(alice, "still me")
+    expect(bob.page.locator("#messages .msg", has_text="still me").locator(".msg-nick")).to_have_text("alicia")
+    carol = open_chat("carol", room)  # a later visitor learns the name from the room's history
+    expect(carol.page.locator(f'#online li[data-client="{a_id}"] .presence-name')).to_have_text("alicia")
+    assert alice.page_errors == [] and bob.page_errors == []
+
+
+@pytest.mark.redis
+def test_redis_outage_reads_as_an_outage(
+    open_page: OpenPage, redis_factory: Callable[[], RedisServer], tmp_path: Path
+) -> None:
+    """Redis unreachable: the header says degraded with the server's reason, sending says the room cannot be
+    joined (never "permission denied"), and once Redis is back the room goes live and messages go out."""
+    redis = redis_factory()
+    sp = start_squall(tmp_path / "squall", None, args=["--engine", "redis", "--redis-url", redis.url])
+    try:
+        redis.stop()
+        rec = open_page(f"{sp.url}/?nick=olga&room=outage")
+        page = rec.page
+        expect(page.locator("#conn")).to_have_attribute("data-state", "degraded", timeout=15_000)
+        expect(page.locator("#conn-state")).to_contain_text("redis")
+        expect(page.locator("#room-state")).not_to_have_attribute("data-state", "subscribed")
+        page.fill("#composer-text", "anyone?")
+        page.press("#composer-text", "Enter")
+        refused = page.locator("#messages .notice-error", has_text="Not sent")
+        expect(refused).to_have_count(1)
+        expect(refused).to_contain_text("cannot join the room")
+        expect(page.locator("#composer-text")).to_have_value("anyone?")  # kept for a retry
+        page.wait_for_timeout(2500)  # several subscribe retries
+        expect(page.locator("#messages .notice-error", has_text="Room error")).to_have_count(1)
+        assert "permission denied" not in page.locator("#messages").inner_text()
+
+        redis.start()
+        expect(page.locator("#room-state")).to_have_attribute("data-state", "subscribed", timeout=20_000)
+        expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+        expect(page.locator("#conn-state")).to_have_text("connected")
+        page.press("#composer-text", "Enter")
+        expect(page.locator("#messages .msg-text", has_text="anyone?")).to_have_count(1)
+        assert rec.page_errors == []
+    finally:
+        sp.stop()
