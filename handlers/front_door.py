@@ -7,8 +7,9 @@ lean path gives all of it up again to keep only the socket (about a third of
 the server's CPU per connect; docs/FASTPATH.md). The door accepts the socket
 itself and peeks at the request head (``MSG_PEEK``, so nothing is consumed):
 
-* ``GET`` of the WebSocket path whose head passes every check the handler
-  makes (rate limit, upgrade headers, origin) is consumed here and handed to
+* ``GET`` of the WebSocket path whose head :func:`handlers.ws_handshake.parse_head`
+  reads and that passes every check the handler makes (rate limit, upgrade
+  headers, origin) is consumed here and handed to
   :func:`handlers.websocket.lean_connection`, the same code the handler uses;
 * anything else (other paths, a head split over several segments, a refused
   upgrade, a client that sends nothing for ``HEAD_WAIT``) goes on to
@@ -24,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import Any, Mapping
 
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPHeaders, HTTPInputError, parse_request_start_line
+from tornado.httputil import HTTPHeaders
 
 from handlers.context import Context
 from handlers.origins import origin_allowed
+from handlers.proxy import NO_HEADERS
 from handlers.websocket import WS_PATH, adopt, lean_connection
-from handlers.ws_handshake import client_ip, offered_subprotocols, query_format, upgrade_refusal
+from handlers.ws_conn import WSConnection
+from handlers.ws_handshake import client_ip, offered_subprotocols, parse_head, query_format, upgrade_refusal
 
 log = logging.getLogger("squall.ws")
 
@@ -63,14 +66,28 @@ class FrontDoor(HTTPServer):
 
     # ------------------------------------------------------------ per socket
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
-        if not self.lean or self.ssl_options is not None or connection.family not in (socket.AF_INET, socket.AF_INET6):
+        # an (host, port[, ...]) address is TCP over IP (a Unix socket's is a str);
+        # cheaper than ``connection.family``, which builds an enum per call
+        if not self.lean or self.ssl_options is not None or not isinstance(address, tuple):
             super()._handle_connection(connection, address)
             return
         connection.setblocking(False)
-        fd = connection.fileno()
-        timer = self._loop.call_later(HEAD_WAIT, self._silent, fd)
-        self._waiting[fd] = (connection, address, timer)
-        self._loop.add_reader(fd, self._readable, fd)
+        # A client sends its head right after connecting, so under load it is
+        # usually there at accept: peek at once, and register for readability
+        # (and a timer) only when it is not (two epoll_ctl calls and a timer
+        # handle less per connect).
+        try:
+            head = connection.recv(HEAD_MAX, socket.MSG_PEEK)
+        except BlockingIOError:
+            fd = connection.fileno()
+            timer = self._loop.call_later(HEAD_WAIT, self._silent, fd)
+            self._waiting[fd] = (connection, address, timer)
+            self._loop.add_reader(fd, self._readable, fd)
+            return
+        except OSError:
+            connection.close()
+            return
+        self._peeked(connection, address, head)
 
     def _silent(self, fd: int) -> None:
         entry = self._waiting.pop(fd, None)
@@ -92,6 +109,9 @@ class FrontDoor(HTTPServer):
         except OSError:
             sock.close()
             return
+        self._peeked(sock, address, head)
+
+    def _peeked(self, sock: socket.socket, address: Any, head: bytes) -> None:
         if not head:
             sock.close()  # the peer left before saying anything
             return
@@ -106,18 +126,12 @@ class FrontDoor(HTTPServer):
         end = head.find(b"\r\n\r\n")
         if end < 0:
             return False
-        try:
-            text = head[:end].decode("latin-1")
-            line, _, rest = text.partition("\r\n")
-            start = parse_request_start_line(line)
-            path, _, query = start.path.partition("?")
-            if path != WS_PATH:
-                return False
-            headers = HTTPHeaders.parse(rest)
-        except (HTTPInputError, ValueError):
+        parsed = parse_head(head[:end])
+        if parsed is None or parsed.path != WS_PATH:
             return False
         ctx = self.ctx
-        host, allowed = headers.get("Host", ""), ctx.options.allowed_origins
+        headers = parsed.headers
+        host, allowed = headers.get("host", ""), ctx.options.allowed_origins
         if upgrade_refusal(headers, lambda origin: origin_allowed(origin, host, allowed)) is not None:
             return False
         if not ctx.limiter.admit_socket():
@@ -127,10 +141,32 @@ class FrontDoor(HTTPServer):
         except OSError:
             sock.close()
             return True
+        proxy = ctx.proxy
+        if proxy is not None and proxy.config.http_headers:
+            # the proxy forwards headers by the names the client gave them: Tornado's reading
+            kept: Mapping[str, str] = HTTPHeaders.parse(head[:end].decode("latin-1").partition("\r\n")[2])
+        else:
+            kept = NO_HEADERS
         conn = lean_connection(
-            ctx, headers["Sec-WebSocket-Key"], query_format(query), offered_subprotocols(headers),
-            client_ip(headers, address[0]), taken[end + 4 :], headers,
+            ctx, headers["sec-websocket-key"], query_format(parsed.query), offered_subprotocols(headers),
+            client_ip(headers, address[0]), taken[end + 4 :], kept,
         )
         self.upgrades += 1
-        ctx.hub.spawn(adopt(conn, sock))
+        self._attach(conn, sock)
         return True
+
+    def _attach(self, conn: WSConnection, sock: socket.socket) -> None:
+        """``loop.connect_accepted_socket`` without its coroutine, Task and waiter:
+        the selector loop's transport is made directly (``_make_socket_transport``,
+        an asyncio internal of CPython 3.8-3.13; docs/FASTPATH.md). It schedules
+        ``connection_made`` and the first read itself. Another loop gets the
+        public call."""
+        make = getattr(self._loop, "_make_socket_transport", None)
+        if make is None:  # (Tornado accepted it from a TCP listener: SOCK_STREAM)
+            self.ctx.hub.spawn(adopt(conn, sock))
+            return
+        try:
+            make(sock, conn)
+        except OSError as e:
+            log.info("lost a socket during the upgrade: %s", e)
+            sock.close()

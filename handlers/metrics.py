@@ -127,6 +127,8 @@ class Metrics:
             buckets=COMMAND_BUCKETS, registry=reg,
         )
         self._command_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._connect_children: dict[str, Any] = {}  # labels() costs a lock and a dict build per call
+        self._disconnect_children: dict[int, Any] = {}
         self.disconnects = Counter(
             "squall_disconnects", "Connections closed by the server, by disconnect code "
             "(3008 slow consumer, 3012 no pong, 3001 shutdown...).", ("code",), registry=reg,
@@ -237,10 +239,16 @@ class Metrics:
         child[1].observe(seconds)
 
     def disconnect(self, code: int) -> None:
-        self.disconnects.labels(str(code)).inc()
+        child = self._disconnect_children.get(code)
+        if child is None:
+            child = self._disconnect_children[code] = self.disconnects.labels(str(code))
+        child.inc()
 
     def connect(self, sdk: str) -> None:
-        self.connects.labels(sdk).inc()
+        child = self._connect_children.get(sdk)  # sdk is a bounded label (handlers.sdk.label)
+        if child is None:
+            child = self._connect_children[sdk] = self.connects.labels(sdk)
+        child.inc()
 
     # ------------------------------------------------------------ probes
     def _on_lag(self, lag: float) -> None:

@@ -135,12 +135,13 @@ class ClientSession:
         ctx.pinger.add(self)
         self._schedule_expiry()
         ctx.observer.connect(sdk_label(self.sdk))
-        log.info(
-            "connect client=%s user=%s ip=%s sdk=%s/%s", self.client_id, user, self.remote_ip, self.sdk or "-",
-            self.sdk_version or "-",
-            extra={"event": "connect", "client": self.client_id, "user": user, "ip": self.remote_ip,
-                   "sdk": self.sdk, "sdk_version": self.sdk_version},
-        )
+        if log.isEnabledFor(logging.INFO):  # the extra dict is built per connect otherwise
+            log.info(
+                "connect client=%s user=%s ip=%s sdk=%s/%s", self.client_id, user, self.remote_ip, self.sdk or "-",
+                self.sdk_version or "-",
+                extra={"event": "connect", "client": self.client_id, "user": user, "ip": self.remote_ip,
+                       "sdk": self.sdk, "sdk_version": self.sdk_version},
+            )
 
     async def closed_by_peer(self) -> None:
         """Transport lost: forget everything this connection held."""
@@ -177,6 +178,8 @@ class ClientSession:
     def _log_disconnect(self, code: DisconnectCode, reason: str | None) -> None:
         self.close_code = code.code
         self.ctx.observer.disconnect(code.code)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "disconnect client=%s user=%s code=%d reason=%s",
             self.client_id, self.user, code.code, reason or code.reason,

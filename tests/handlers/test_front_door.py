@@ -186,3 +186,16 @@ async def test_stop_closes_the_listening_socket(
         s = socket.create_connection(("127.0.0.1", http_port), timeout=1)
         s.close()
     c.writer.close()
+
+
+@pytest.mark.gen_test
+async def test_head_the_door_does_not_read_is_upgraded_by_tornado(http_server: FrontDoor, http_port: int) -> None:
+    """A valid upgrade with a repeated header is not the door's (parse_head refuses it): Tornado upgrades it."""
+    req = upgrade_request(http_port).replace(b"\r\n\r\n", b"\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n")
+    c = await Raw.connect(http_port)
+    c.writer.write(req)
+    assert (await c.head()).startswith(b"HTTP/1.1 101 ")
+    c.send({"id": 1, "connect": {}})
+    assert "client" in (await connect_reply(c))["connect"]
+    assert http_server.upgrades == 0
+    c.writer.close()
