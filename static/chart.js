@@ -1,12 +1,23 @@
-// A small live line chart on <canvas>: a sliding time window, auto-scaled
-// y axis, crisp on high-DPI screens. No dependencies.
+// A small live line chart on <canvas>: a sliding time window with a time
+// axis, auto-scaled y axis (never below `min` when given), crisp on high-DPI
+// screens. No dependencies.
 
 const GRID_LINES = 4;
+const TIME_TICKS = 4; // labelled time ticks across the window, plus "now"
+
+/** "now", "-15s", "-1m"...: where a tick sits relative to the right edge. */
+export function timeLabel(agoMs) {
+  const s = Math.round(agoMs / 1000);
+  if (s <= 0) return 'now';
+  if (s % 60 === 0) return `-${s / 60}m`;
+  return `-${s}s`;
+}
 
 export class LineChart {
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{color?: string, windowMs?: number, maxPoints?: number, digits?: number}} options
+   * @param {{color?: string, windowMs?: number, maxPoints?: number, digits?: number, min?: number,
+   *          empty?: string}} options
    */
   constructor(canvas, options = {}) {
     this.canvas = canvas;
@@ -14,8 +25,11 @@ export class LineChart {
     this.windowMs = options.windowMs || 60_000;
     this.maxPoints = options.maxPoints || 4000;
     this.digits = options.digits ?? 1;
+    this.min = options.min ?? -Infinity; // the y axis never goes below this (0 for latencies, rates)
+    this.empty = options.empty || 'waiting for data…';
     this.points = []; // [timeMs, value], oldest first
     this.dirty = true;
+    this.axis = null; // what the last draw showed: {lo, hi, times}, for tests and tooltips
   }
 
   /** Add a point; points older than the window are dropped. */
@@ -65,7 +79,7 @@ export class LineChart {
     const padL = 44 * ratio;
     const padR = 8 * ratio;
     const padT = 8 * ratio;
-    const padB = 8 * ratio;
+    const padB = 20 * ratio; // room for the time axis
     const pw = W - padL - padR;
     const ph = H - padT - padB;
     const pts = this.points;
@@ -86,6 +100,7 @@ export class LineChart {
     const margin = (hi - lo) * 0.08;
     lo -= margin;
     hi += margin;
+    if (lo < this.min) lo = this.min; // e.g. no p99 axis below zero; only the floor moves
     const t1 = Math.max(now, pts.length ? pts[pts.length - 1][0] : now);
     const t0 = t1 - this.windowMs;
     const x = (t) => padL + ((t - t0) / this.windowMs) * pw;
@@ -106,7 +121,42 @@ export class LineChart {
       ctx.fillStyle = muted;
       ctx.fillText(v.toFixed(this.digits), padL - 6 * ratio, yy);
     }
-    if (pts.length < 2) return;
+    // time axis: ticks at fixed distances from "now", labelled relative to it
+    ctx.textBaseline = 'top';
+    ctx.textAlign = 'center';
+    const times = [];
+    for (let i = 0; i <= TIME_TICKS; i++) {
+      const ago = (this.windowMs * (TIME_TICKS - i)) / TIME_TICKS;
+      const xx = Math.round(x(t1 - ago)) + 0.5;
+      ctx.strokeStyle = gridColor;
+      ctx.beginPath();
+      ctx.moveTo(xx, padT + ph);
+      ctx.lineTo(xx, padT + ph + 4 * ratio);
+      ctx.stroke();
+      const label = timeLabel(ago);
+      times.push(label);
+      ctx.fillStyle = muted;
+      if (i === 0) ctx.textAlign = 'left';
+      else if (i === TIME_TICKS) ctx.textAlign = 'right';
+      else ctx.textAlign = 'center';
+      ctx.fillText(label, i === 0 ? Math.max(xx, padL) : xx, padT + ph + 5 * ratio);
+    }
+    this.axis = { lo, hi, times };
+    if (!pts.length) {
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillStyle = muted;
+      ctx.fillText(this.empty, padL + pw / 2, padT + ph / 2);
+      return;
+    }
+    if (pts.length < 2) {
+      // one point is still data: a dot rather than nothing
+      ctx.fillStyle = this.color;
+      ctx.beginPath();
+      ctx.arc(x(pts[0][0]), y(pts[0][1]), 2.5 * ratio, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
     ctx.save();
     ctx.beginPath();
     ctx.rect(padL, 0, pw, H);

@@ -12,14 +12,37 @@
 import { Client, isPermanentDisconnect, backoffDelay } from './squall.js';
 import { LineChart } from './chart.js';
 
+// min: the y axis floor (none of these can be negative)
 const SERIES = {
-  'metrics:cpu': { title: 'CPU', unit: '%', color: '#2f5bd3', digits: 1 },
-  'metrics:rps': { title: 'Requests', unit: 'req/s', color: '#1f8a4c', digits: 0 },
-  'metrics:mem': { title: 'Memory', unit: '%', color: '#8a4fd1', digits: 1 },
-  'metrics:latency': { title: 'Latency p99', unit: 'ms', color: '#c2372f', digits: 1 },
+  'metrics:cpu': { title: 'CPU', unit: '%', color: '#2f5bd3', digits: 1, min: 0 },
+  'metrics:rps': { title: 'Requests', unit: 'req/s', color: '#1f8a4c', digits: 0, min: 0 },
+  'metrics:mem': { title: 'Memory', unit: '%', color: '#8a4fd1', digits: 1, min: 0 },
+  'metrics:latency': { title: 'Latency p99', unit: 'ms', color: '#c2372f', digits: 1, min: 0 },
 };
 const FALLBACK_COLORS = ['#b7791f', '#0f8b8d', '#d1495b', '#5d6675'];
 const WINDOW_MS = 60_000;
+// The last minute of every chart and its stream position survive a reload: the
+// page draws them at once and the feed recovers only what came meanwhile.
+const STORE_KEY = 'squall.dashboard.v1';
+
+function loadSaved() {
+  try {
+    const v = JSON.parse(localStorage.getItem(STORE_KEY) || '{}');
+    return v && typeof v === 'object' ? v : {};
+  } catch {
+    return {}; // storage blocked or junk: start empty
+  }
+}
+
+function save(series) {
+  const out = {};
+  for (const s of series.values()) out[s.channel] = s.snapshot();
+  try {
+    localStorage.setItem(STORE_KEY, JSON.stringify(out));
+  } catch {
+    // storage blocked or full: the next load starts empty
+  }
+}
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -43,10 +66,31 @@ class Series {
     $('canvas', node).setAttribute('aria-label', `${meta.title} over the last minute`);
     this.node = node;
     this.num = $('.num', node);
-    this.chart = new LineChart($('canvas', node), { color: meta.color, windowMs: WINDOW_MS, digits: meta.digits });
+    this.chart = new LineChart($('canvas', node), {
+      color: meta.color, windowMs: WINDOW_MS, digits: meta.digits, min: meta.min, empty: `waiting for ${channel}…`,
+    });
     this.count = 0;
     this.offset = 0; // last offset seen (dedupe on overlap after recovery)
     this.epoch = '';
+  }
+
+  /** What a reload needs: the points still in the window, the stream position, the shown value. */
+  snapshot() {
+    return { epoch: this.epoch, offset: this.offset, points: this.chart.points, value: this.num.textContent };
+  }
+
+  /** Draw a snapshot saved by an earlier load; points older than the window are dropped. */
+  restore(snap, now = Date.now()) {
+    if (!snap || !Array.isArray(snap.points)) return;
+    for (const p of snap.points) {
+      if (Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1]) && now - p[0] < WINDOW_MS && p[0] <= now) {
+        this.chart.push(p[0], p[1]);
+      }
+    }
+    if (!this.chart.points.length) return; // all too old: the position would only replay stale points
+    if (typeof snap.epoch === 'string') this.position(snap.epoch, Number(snap.offset) || 0);
+    if (typeof snap.value === 'string') this.num.textContent = snap.value;
+    this.node.dataset.restored = String(this.chart.points.length);
   }
 
   /** A stream position from a (re)subscribe: a new epoch resets dedupe. */
@@ -191,7 +235,14 @@ class WSFeed {
     this.client = new Client();
     this.client.on('state', (ev) => onState(ev.state));
     for (const s of series.values()) {
-      const sub = this.client.subscribe(s.channel);
+      const sub = this.client.newSubscription(s.channel);
+      if (s.epoch) {
+        // a position restored from an earlier load: recover from it rather than start at the top
+        sub.epoch = s.epoch;
+        sub.offset = s.offset;
+        sub.recoverable = true;
+      }
+      sub.subscribe();
       sub.on('publication', (ev) => onPub(s, { data: ev.data, offset: ev.offset }));
     }
   }
@@ -217,11 +268,15 @@ function channelsFromQuery() {
 
 function main() {
   const series = new Map();
+  const saved = loadSaved();
   channelsFromQuery().forEach((channel, i) => {
     const s = new Series(channel, i);
+    s.restore(saved[channel]);
     series.set(channel, s);
     $('#cards').append(s.node);
   });
+  addEventListener('pagehide', () => save(series));
+  setInterval(() => save(series), 5000);
   const status = new StatusView();
   let updates = 0;
   const onPub = (s, pub) => {

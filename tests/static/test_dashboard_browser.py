@@ -119,3 +119,47 @@ def test_dashboard_moves_over_sse_and_websocket(dash_squall: SquallProcess, demo
     assert rec.foreign_requests() == []
     assert rec.page_errors == [] and rec.console_errors == []
     assert demo_feed.poll() is None, demo_feed.stderr.read() if demo_feed.stderr else ""
+
+
+def _publish(url: str, channel: str, data: Any) -> None:
+    req = urllib.request.Request(
+        url + "/api/publish", data=json.dumps({"channel": channel, "data": data}).encode(), headers={"X-API-Key": KEY}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert "result" in json.loads(r.read())
+
+
+def _axis(page: Any, channel: str) -> Any:
+    return page.evaluate("ch => window.squallDashboard.series.get(ch).chart.axis", channel)
+
+
+def test_time_axis_floor_at_zero_and_reload_keeps_the_chart(dash_squall: SquallProcess, open_page: Any) -> None:
+    """Charts have a time axis, a p99 near zero gets no axis below zero, and a reload draws the last minute at
+    once (restored from the previous load, then the feed goes on from its stream position)."""
+    channel = "metrics:latency"
+    rec = open_page(f"{dash_squall.url}/dashboard?channels={channel}")
+    page = rec.page
+    page.wait_for_selector("#conn[data-state=connected]")
+    assert _axis(page, channel)["times"] == ["-1m", "-45s", "-30s", "-15s", "now"]
+    for v in (0.0, 0.5, 0.2):
+        _publish(dash_squall.url, channel, {"v": v})
+    # (a latest-value channel: the subscribe may also bring the last value an earlier test's feed left)
+    page.wait_for_function(f"() => document.querySelector('[data-series=\"{channel}\"] .num').textContent === '0.2'")
+    page.wait_for_timeout(100)  # the next frame
+    axis = _axis(page, channel)
+    assert axis["lo"] == 0 and axis["hi"] > 0.5, axis  # before: below zero (an 8% margin under the lowest value)
+    assert _chart_drawn(page, channel)
+    shown = page.evaluate(f"() => window.squallDashboard.series.get('{channel}').chart.points.length")
+    assert shown >= 3
+
+    page.reload()  # pagehide saves the charts
+    page.wait_for_selector(f'[data-series="{channel}"][data-restored="{shown}"]')
+    assert page.text_content(f'[data-series="{channel}"] .num') == "0.2"
+    assert _chart_drawn(page, channel)
+    page.wait_for_selector("#conn[data-state=connected]")
+    _publish(dash_squall.url, channel, {"v": 0.3})
+    page.wait_for_function(f"() => document.querySelector('[data-series=\"{channel}\"] .num').textContent === '0.3'")
+    page.wait_for_timeout(300)
+    # continued from the saved position: the restored points are not delivered again
+    assert page.evaluate(f"() => window.squallDashboard.series.get('{channel}').chart.points.length") == shown + 1
+    assert rec.page_errors == [] and rec.console_errors == []
