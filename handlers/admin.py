@@ -74,6 +74,9 @@ class AdminAuth:
         return True
 
 
+DISABLED = "the admin UI is disabled: set admin_password (or SQUALL_ADMIN_PASSWORD) to enable it"
+
+
 class _AdminBase(tornado.web.RequestHandler):
     def initialize(self, ctx: Context, auth: AdminAuth) -> None:
         self.ctx = ctx
@@ -85,7 +88,7 @@ class _AdminBase(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         if not self.auth.enabled:
-            raise tornado.web.HTTPError(404)
+            raise tornado.web.HTTPError(404, reason=DISABLED)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.finish({"error": self._reason})
@@ -132,6 +135,18 @@ class AdminPageHandler(_AdminBase):
         )
         self.set_header("X-Frame-Options", "DENY")
         self.finish(Path(self.path).read_bytes())
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A person opened /admin: say why it is not there, and how to turn it on."""
+        if status_code != 404:
+            return super().write_error(status_code, **kwargs)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            "<!doctype html><meta charset=utf-8><title>Squall admin disabled</title>"
+            "<h1>The admin UI is disabled</h1><p>Set <code>admin_password</code> in the configuration "
+            "(or the environment variable <code>SQUALL_ADMIN_PASSWORD</code>) and restart Squall to "
+            "enable <code>/admin</code>.</p>"
+        )
 
 
 class LoginHandler(_AdminBase):
@@ -222,12 +237,16 @@ class DisconnectHandler(_AdminAPI):
         if not isinstance(user, str) or not isinstance(client, str):
             raise tornado.web.HTTPError(400, reason="user (and optional client) must be strings")
         code = errors.FORCE_NO_RECONNECT.code
+        hub = self.ctx.hub
+        # Counted here before the control message closes them; other nodes count their own.
+        here = sum(1 for c in hub.user_connections(user) if not client or c.client_id == client)
+        others = sum(1 for n in hub.nodes() if n.uid != hub.node_id)
         try:
-            await self.ctx.hub.send_control("disconnect", user=user, client=client, code=code, reason="disconnected by admin")
+            await hub.send_control("disconnect", user=user, client=client, code=code, reason="disconnected by admin")
         except SquallError as e:
             raise tornado.web.HTTPError(503, reason=e.message) from None
-        log.info("admin disconnected user=%s client=%s", user, client or "*")
-        self.finish({"user": user, "client": client, "code": code})
+        log.info("admin disconnected user=%s client=%s (%d here, %d other nodes)", user, client or "*", here, others)
+        self.finish({"user": user, "client": client, "code": code, "disconnected": here, "other_nodes": others})
 
 
 class _InspectorSub:

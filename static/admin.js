@@ -248,7 +248,7 @@ function bind() {
       $("presence-result").textContent = `${r.clients.length} in ${r.channel}`;
       fillTable($("presence"), r.clients.map((c) => {
         const tr = document.createElement("tr");
-        cell(tr, c.user || "(anonymous)");
+        cell(tr, presenceName(c));
         cell(tr, c.client);
         return tr;
       }));
@@ -262,12 +262,32 @@ function bind() {
     ev.preventDefault();
     const user = $("dc-user").value.trim();
     try {
-      await api("/admin/api/disconnect", { method: "POST", body: { user } });
-      $("dc-result").textContent = `disconnect sent for user ${user}`;
+      const r = await api("/admin/api/disconnect", { method: "POST", body: { user } });
+      $("dc-result").textContent = disconnectSummary(user, r);
     } catch (e) {
       $("dc-result").textContent = `disconnect failed: ${e.message}`;
     }
   });
+}
+
+/** Who a presence entry is: the nickname in conn_info (as the chat page shows it), then the user. */
+function presenceName(c) {
+  const ci = c.conn_info;
+  const nick = ci && typeof ci === "object" && typeof ci.name === "string" && ci.name.trim()
+    ? ci.name.trim() : (typeof ci === "string" && ci.trim() ? ci.trim() : "");
+  if (nick && c.user && c.user !== nick) return `${nick} (user ${c.user})`;
+  return nick || c.user || "(anonymous)";
+}
+
+/** What a disconnect did: counted on this node, sent on to the others. */
+function disconnectSummary(user, r) {
+  const here = Number(r.disconnected) || 0;
+  const others = Number(r.other_nodes) || 0;
+  const conns = (n) => `${n} connection${n === 1 ? "" : "s"}`;
+  if (!others) {
+    return here ? `disconnected ${conns(here)} of user ${user}` : `nobody was disconnected: user ${user} has no connection`;
+  }
+  return `disconnected ${conns(here)} of user ${user} on this node; sent to ${others} other node${others === 1 ? "" : "s"}`;
 }
 
 bind();

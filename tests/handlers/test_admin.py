@@ -91,7 +91,7 @@ async def test_admin_page_served_when_enabled(http_server, http_port):
 
 @pytest.mark.gen_test
 async def test_admin_disabled_without_password_is_404():
-    """With admin_password empty the page and every endpoint are 404."""
+    """With admin_password empty the page and every endpoint are 404, each naming admin_password."""
     sq = build(load(None, environ={}))
     await sq.start()
     sock, port = bind_unused_port()
@@ -99,7 +99,13 @@ async def test_admin_disabled_without_password_is_404():
     server.add_sockets([sock])
     try:
         for path, body in (("/admin", None), ("/admin/api/login", {"password": ""}), ("/admin/api/stats", None)):
-            assert (await call(port, path, body)).code == 404, path
+            r = await call(port, path, body)
+            assert r.code == 404, path
+            assert b"admin_password" in r.body and b"SQUALL_ADMIN_PASSWORD" in r.body, (path, r.body)
+        page = await call(port, "/admin")
+        assert page.headers["Content-Type"].startswith("text/html")
+        api = json.loads((await call(port, "/admin/api/stats")).body)
+        assert "set admin_password" in api["error"]
     finally:
         server.stop()
         await sq.close()
@@ -151,8 +157,11 @@ async def test_presence_and_disconnect_user(http_server, http_port, ws_url):
     assert r.code == 200
     assert [x["user"] for x in json.loads(r.body)["clients"]] == ["alice"]
     assert (await call(http_port, "/admin/api/presence?channel=feed:p", token=token)).code == 400
+    nobody = await call(http_port, "/admin/api/disconnect", {"user": "nobody"}, token)
+    assert nobody.code == 200 and json.loads(nobody.body)["disconnected"] == 0
     r = await call(http_port, "/admin/api/disconnect", {"user": "alice"}, token)
     assert r.code == 200
+    assert json.loads(r.body) == {"user": "alice", "client": "", "code": 3503, "disconnected": 1, "other_nodes": 0}
     code, reason = await c.wait_closed()
     assert (code, reason) == (3503, "disconnected by admin")
 

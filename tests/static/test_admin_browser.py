@@ -135,3 +135,36 @@ def test_admin_login_live_channel_publish_and_inspect(admin_squall, open_page):
         assert [e for e in rec.console_errors if "401" not in e] == []
     finally:
         sub.stop()
+
+
+def test_admin_presence_names_unknown_disconnect_and_disabled_hint(open_page, tmp_path):
+    """Presence shows the chat nickname from conn_info, disconnecting an unknown user says nobody was
+    disconnected, and a server without admin_password answers /admin with a page naming it."""
+    sp = start_squall(tmp_path / "on", None, env={"SQUALL_ADMIN_PASSWORD": PASSWORD})  # the demo config
+    off = start_squall(tmp_path / "off", None)
+    try:
+        chat = open_page(f"{sp.url}/?nick=olga&room=adm")
+        chat.page.wait_for_selector("#room-state[data-state=subscribed]")
+
+        rec = open_page(sp.url + "/admin")
+        page = rec.page
+        page.fill("#password", PASSWORD)
+        page.click("#login-btn")
+        page.wait_for_selector("#dashboard:not([hidden])")
+        page.fill("#presence-channel", "chat:adm")
+        page.click("#presence-btn")
+        page.wait_for_selector("#presence-result:has-text('1 in chat:adm')")
+        assert page.inner_text("#presence tr td:first-child") == "olga"  # before: "(anonymous)"
+
+        page.fill("#dc-user", "nobody-" + uuid.uuid4().hex[:6])
+        page.click("#dc-btn")
+        page.wait_for_selector("#dc-result:has-text('nobody was disconnected')")
+        assert chat.page.get_attribute("#conn", "data-state") == "connected"
+
+        hint = open_page(off.url + "/admin").page
+        body = hint.inner_text("body")
+        assert "admin_password" in body and "SQUALL_ADMIN_PASSWORD" in body, body
+        assert rec.page_errors == [] and chat.page_errors == []
+    finally:
+        sp.stop()
+        off.stop()
