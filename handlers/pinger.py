@@ -3,7 +3,9 @@
 A timer per connection costs a handle and a wake-up each; instead connections
 sit in ``ping_interval / tick`` buckets and one periodic callback pings the
 next bucket each tick. Pong deadlines are checked from a FIFO (deadlines are
-appended in time order because the timeout is constant).
+appended in time order because the timeout is constant). New sockets that
+must send ``connect`` within ``client_stale_timeout`` wait in a FIFO of their
+own, checked on the same tick (so 3502 comes up to one tick late).
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ class Pingable(Protocol):
     def no_pong(self) -> None: ...
 
 
+class Stalable(Protocol):
+    def stale_due(self) -> None:
+        """Its stale deadline passed (it decides whether it is still waiting for connect)."""
+        ...
+
+
 class Pinger:
     def __init__(self, ping_interval: float, pong_timeout: float) -> None:
         self.tick = max(0.05, min(1.0, ping_interval / 4, pong_timeout / 2))
@@ -35,6 +43,7 @@ class Pinger:
         self._next = 0
         self._pong_timeout = pong_timeout
         self._deadlines: deque[tuple[float, float, Pingable]] = deque()
+        self._new: deque[tuple[float, Stalable]] = deque()
         self._pc: PeriodicCallback | None = None
 
     def start(self) -> None:
@@ -58,11 +67,19 @@ class Pinger:
         if i is not None:
             self._buckets[i].discard(conn)
 
+    def watch_new(self, conn: Stalable, at: float) -> None:
+        """``conn.stale_due()`` on the first tick at or after monotonic time ``at``;
+        ``at`` must not be earlier than the previous call's (a constant timeout)."""
+        self._new.append((at, conn))
+
     def __len__(self) -> int:
         return len(self._where)
 
     def _tick(self) -> None:
         now = time.monotonic()
+        new = self._new
+        while new and new[0][0] <= now:
+            new.popleft()[1].stale_due()
         dl = self._deadlines
         while dl and dl[0][0] <= now:
             _, sent, conn = dl.popleft()

@@ -58,7 +58,7 @@ class ClientSession:
 
     __slots__ = (
         "ctx", "wire", "out", "wire_key", "remote_ip", "client_id", "user", "info", "state", "subs", "expire_at",
-        "meta", "_bucket", "_limited", "_pong_at", "_stale_handle", "_expire_handle", "_sub_expire_handle",
+        "meta", "_bucket", "_limited", "_pong_at", "_expire_handle", "_sub_expire_handle",
         "_ip_counted", "_registered", "sdk", "sdk_version", "__weakref__",
         # the HTTP proxy's (handlers.proxy): set by the transport / the connect command
         "transport", "request_headers", "emulated_headers", "close_code", "proxy_timer",
@@ -83,7 +83,6 @@ class ClientSession:
         self._bucket = TokenBucket(o.client_command_rate_limit, o.client_command_burst) if o.client_command_rate_limit > 0 else None
         self._limited = 0
         self._pong_at = 0.0
-        self._stale_handle: asyncio.TimerHandle | None = None
         self._expire_handle: asyncio.TimerHandle | None = None
         self._sub_expire_handle: asyncio.TimerHandle | None = None
         self._ip_counted = False
@@ -112,9 +111,12 @@ class ClientSession:
             self.state = State.CLOSED
             raise
         self._ip_counted = True
-        self._stale_handle = asyncio.get_running_loop().call_later(self.ctx.options.client_stale_timeout, self._stale)
+        # 3502 if still NEW then: the pinger's FIFO, not a timer per connection
+        # (a handle made and cancelled per connect, left in the loop's heap)
+        self.ctx.pinger.watch_new(self, time.monotonic() + self.ctx.options.client_stale_timeout)
 
-    def _stale(self) -> None:
+    def stale_due(self) -> None:
+        """The pinger: client_stale_timeout has passed since the socket opened."""
         if self.state is State.NEW:
             self.disconnect(errors.STALE)
 
@@ -128,9 +130,6 @@ class ClientSession:
         self.expire_at = expire_at
         self.meta = meta
         self.state = State.CONNECTED
-        if self._stale_handle is not None:
-            self._stale_handle.cancel()
-            self._stale_handle = None
         ctx.hub.add_client(self)
         ctx.pinger.add(self)
         self._schedule_expiry()
@@ -165,10 +164,10 @@ class ClientSession:
             await connection_closed(self)
 
     def _release(self, registered: bool) -> None:
-        for h in (self._stale_handle, self._expire_handle, self._sub_expire_handle):
+        for h in (self._expire_handle, self._sub_expire_handle):
             if h is not None:
                 h.cancel()
-        self._stale_handle = self._expire_handle = self._sub_expire_handle = None
+        self._expire_handle = self._sub_expire_handle = None
         if self._ip_counted:
             self._ip_counted = False
             self.ctx.limiter.close_ip(self.remote_ip)

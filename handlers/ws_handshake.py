@@ -29,8 +29,9 @@ class Refusal:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab, bare CR/LF included
+# header lines, each ending in CRLF: an RFC 9110 token, a colon, a value of
+# visible characters, spaces and tabs (no control character: no bare CR or LF)
+_HEADER_LINES = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +60,17 @@ def parse_head(head: bytes) -> Head | None:
     target, _, version = target.partition(" ")
     if method != "GET" or version != "HTTP/1.1" or not target.startswith("/") or " " in target:
         return None
+    rest += "\r\n"
+    if _HEADER_LINES.fullmatch(rest) is None:  # one pass in C over every line
+        return None
+    lines = rest.split("\r\n")
+    lines.pop()  # the empty string after the last CRLF
     headers: dict[str, str] = {}
-    for h in rest.split("\r\n") if rest else ():
-        name, colon, value = h.partition(":")
-        key = name.lower()
-        if not colon or key in headers or _NAME.fullmatch(name) is None or _BAD_VALUE.search(value) is not None:
-            return None
-        headers[key] = value.strip(" \t")
+    for h in lines:
+        name, _, value = h.partition(":")
+        headers[name.lower()] = value.strip(" \t")
+    if len(headers) != len(lines):  # a repeated name
+        return None
     path, _, query = target.partition("?")
     return Head(path, query, headers)
 
@@ -74,8 +79,9 @@ def check_upgrade(headers: Mapping[str, str]) -> Refusal | None:
     """None when the request is a valid WebSocket version 13 upgrade."""
     if headers.get("upgrade", "").lower() != "websocket":
         return Refusal(400, 'Can "Upgrade" only to "WebSocket".')
-    if "upgrade" not in (s.strip().lower() for s in headers.get("connection", "").split(",")):
-        return Refusal(400, '"connection" must be "upgrade".')
+    connection = headers.get("connection", "").lower()
+    if connection != "upgrade" and "upgrade" not in (s.strip() for s in connection.split(",")):
+        return Refusal(400, '"Connection" must be "Upgrade".')
     if headers.get("sec-websocket-version", "") != "13":
         return Refusal(426, "Upgrade Required", (("Sec-WebSocket-Version", "13"),))
     key = headers.get("sec-websocket-key", "")

@@ -116,3 +116,32 @@ async def test_one_timer_serves_many_connections() -> None:
     assert all(p.pings >= 1 for p in peers)
     assert all(p.dead is (not p.answers) for p in peers)
     assert len(pinger) == 25
+
+
+class _New:
+    def __init__(self) -> None:
+        self.due_at = 0.0
+
+    def stale_due(self) -> None:
+        assert not self.due_at, "stale_due called twice"
+        self.due_at = time.monotonic()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_new_sockets_hear_their_stale_deadline_once_and_not_before() -> None:
+    """watch_new: each new socket's stale_due runs once, at or after its deadline, in deadline order."""
+    from handlers.pinger import Pinger
+
+    pinger = Pinger(0.4, 0.4)
+    start = time.monotonic()
+    news = [_New() for _ in range(3)]
+    for i, n in enumerate(news):
+        pinger.watch_new(n, start + 0.2 * (i + 1))
+    pinger.start()
+    try:
+        await until(lambda: all(n.due_at for n in news), timeout=10, what="every stale deadline")
+    finally:
+        pinger.stop()
+    for i, n in enumerate(news):
+        assert n.due_at >= start + 0.2 * (i + 1)
+    assert news[0].due_at <= news[1].due_at <= news[2].due_at
