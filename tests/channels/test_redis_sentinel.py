@@ -209,3 +209,35 @@ async def test_resync_starts_a_new_epoch_when_delivered_publications_are_gone(re
         assert s.disconnects == [errors.INSUFFICIENT_STATE.code]
         res = await hub.history("h:lost", HistoryQuery(limit=0))
         assert res.position.epoch != first.epoch
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=120)
+async def test_broker_follows_a_graceful_sentinel_failover(redis_sentinel: SentinelGroup) -> None:
+    """SENTINEL FAILOVER: the old master stays up as a replica. Publishing moves to the new master and the
+    subscriber's pub/sub link does too (a link left on the demoted server would hear nothing)."""
+    g = redis_sentinel
+    old = g.master()
+    async with nodes([g.url]) as [(a, _), (b, rb)]:
+        await b.subscribe("room")
+        await a.publish("room", pub("before"), HIST)
+        assert await wait_until(lambda: len(rb.pubs["room"]) == 1, 10)
+        with g.sentinels[0].client() as c:
+            assert c.execute_command("SENTINEL", "FAILOVER", g.MASTER_NAME)
+        new = g.wait_failover(old)
+        with old.client() as c:  # demoted, not dead
+            assert await wait_until(lambda: c.info("replication").get("role") == "slave", 20)
+
+        deadline, k = time.monotonic() + 30, 0
+        while not any(str(p.data).startswith("after") for p in rb.pubs["room"]) and time.monotonic() < deadline:
+            k += 1
+            try:
+                await a.publish("room", pub(f"after{k}"), HIST)
+            except BackendUnavailable:
+                pass  # a pooled connection to the demoted master answers READONLY once, then is replaced
+            await asyncio.sleep(0.2)
+        got = [p.data for p in rb.pubs["room"]]
+        assert any(str(d).startswith("after") for d in got), got
+        with new.client() as c:
+            assert c.pubsub_numsub(b._shards.keys("room").topic)[0][1] == 1  # the link lives on the new master
