@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from channels.events import Event
+from channels.redis_shards import client_for_url
 
 log = logging.getLogger("squall.events")
 
@@ -59,7 +60,7 @@ class RedisOutbox:
     @property
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.from_url(self.url, decode_responses=False)
+            self._redis = client_for_url(self.url, decode_responses=False)  # redis+sentinel:// too
         return self._redis
 
     async def start(self) -> None:

@@ -118,6 +118,23 @@ class _SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
     """The sentinel's master pool, waiting for a free connection like the standalone one."""
 
 
+def client_for_url(url: str, **kwargs: Any) -> Redis:
+    """A plain command client for any URL Squall accepts (``redis+sentinel://`` included), for
+    helpers outside the broker (the events outbox); the caller closes it."""
+    if not is_sentinel_url(url):
+        client: Redis = Redis.from_url(url, **kwargs)
+        return client
+    addr = parse_sentinel_url(url)
+    sentinel = Sentinel(list(addr.sentinels), sentinel_kwargs={
+        "username": addr.sentinel_username, "password": addr.sentinel_password,
+        **{k: v for k, v in kwargs.items() if k.startswith("socket_")},
+    })
+    master: Redis = sentinel.master_for(
+        addr.master_name, db=addr.db, username=addr.username, password=addr.password, **kwargs
+    )
+    return master
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelKeys:
     bucket: int

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 from channels import errors
 from channels.broker_redis import RedisBroker
 from channels.errors import BackendUnavailable
+from channels.events import Event
+from channels.events_redis import RedisOutbox
 from channels.hub import Hub
 from channels.namespaces import build_namespaces
 from channels.presence_redis import RedisPresenceManager
@@ -241,3 +243,20 @@ async def test_broker_follows_a_graceful_sentinel_failover(redis_sentinel: Senti
         assert any(str(d).startswith("after") for d in got), got
         with new.client() as c:
             assert c.pubsub_numsub(b._shards.keys("room").topic)[0][1] == 1  # the link lives on the new master
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=60)
+async def test_events_outbox_behind_sentinels(redis_sentinel: SentinelGroup) -> None:
+    """The lifecycle events outbox takes the same redis+sentinel:// URL and writes to the named master."""
+    box = RedisOutbox(redis_sentinel.url, "t", "n1")
+    try:
+        await box.start()
+        await box.put([Event(id="e1", type="connect", time_ms=1, node="n1", body={"client": "c1"})])
+        got = await box.read(10, 1.0)
+        assert [e.id for _, e in got] == ["e1"]
+        with redis_sentinel.master().client() as c:
+            assert c.xlen("t:events") == 1
+    finally:
+        await box.close()
