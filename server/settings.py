@@ -181,6 +181,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("redis_urls", "at least one Redis URL is needed")
     for url in s.redis_urls:
         _check_redis_url(url)
+    if s.redis_cluster and any(urlsplit(u).scheme == SENTINEL_SCHEME for u in s.redis_urls):
+        raise ConfigError("redis_cluster", "Redis Cluster and redis+sentinel:// URLs do not mix: choose one")
     _check_mongo_url(s.mongo_url, parse=s.history == "mongo")
 
 

@@ -74,6 +74,8 @@ def test_settings_accept_the_scheme_and_refuse_bad_ones() -> None:
     with pytest.raises(ConfigError, match="sentinel_master_name is missing") as e:
         load(None, environ={"SQUALL_ENGINE": "redis", "SQUALL_REDIS_URLS": "redis+sentinel://127.0.0.1:26379"})
     assert e.value.key == "redis_urls"
+    with pytest.raises(ConfigError, match="do not mix") as e:
+        load(None, environ={}, overrides={"engine": "redis", "redis_urls": url, "redis_cluster": True})
 
 
 def test_cluster_and_sentinel_refused() -> None:
