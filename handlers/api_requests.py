@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels import errors
-from handlers.requests import Params, channel_param
+from handlers.requests import Params, channel_param, tags_param
 
 BATCH_MAX_COMMANDS = 1000
 
@@ -45,15 +45,6 @@ def data_param(params: Params) -> Any:
     return params["data"]
 
 
-def _tags(params: Params) -> dict[str, str] | None:
-    tags = params.get("tags")
-    if tags is None:
-        return None
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise errors.BadRequest("tags must map strings to strings")
-    return tags or None
-
-
 @dataclass(frozen=True, slots=True)
 class PublishRequest:
     channel: str
@@ -67,7 +58,7 @@ class PublishRequest:
         return cls(
             channel=channel_param(params),
             data=data_param(params),
-            tags=_tags(params),
+            tags=tags_param(params),
             idempotency_key=string_param(params, "idempotency_key", required=False),
             skip_history=bool(params.get("skip_history")),
         )

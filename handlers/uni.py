@@ -42,6 +42,7 @@ from handlers.out_queue import OutQueue
 from handlers.protocol import Codec
 from handlers.proxy import kept_headers
 from handlers.session import ClientSession
+from handlers import uni_output
 from handlers.uni_output import UNI_JSON, UniOutput
 from handlers.ws_handshake import cross_origin_refusal
 
@@ -258,20 +259,11 @@ class UniHandler(tornado.web.RequestHandler):
         wire = UniWire(self, self.ctx, self.framing)
         out = UniOutput(wire)
         session = ClientSession(self.ctx, wire, self.request.remote_ip or "", out)
-        session.transport = "sse" if self.framing.content_type.startswith("text/event-stream") else "http_stream"
+        # Centrifugo's names for its unidirectional transports (what the proxy is told)
+        session.transport = "uni_sse" if self.framing.content_type.startswith("text/event-stream") else "uni_http_stream"
         session.request_headers = kept_headers(self.ctx.proxy, self.request.headers)
-        wire.session = session
         self.wire = wire
-        try:
-            session.opened()
-        except errors.Disconnect as d:
-            wire.close(d.code, d.reason)
-            return
-        try:
-            await out.start(session, request)
-            await wire.wait_done()
-        finally:
-            await session.closed_by_peer()
+        await uni_output.run(session, wire, out, request)
 
     def on_connection_close(self) -> None:
         if self.wire is not None:

@@ -150,3 +150,19 @@ class UniOutput:
             offset = max(offset, int(p.get("offset", 0)))
         self._wire.positions[channel] = [offset, epoch]
         self._wire.moved()
+
+
+async def run(session: ClientSession, wire: UniWire, out: UniOutput, request: dict[str, Any]) -> None:
+    """A listening session from its opening to its end: the connect request
+    (and its subscriptions) run as commands, then it listens until closed."""
+    wire.session = session
+    try:
+        session.opened()
+    except errors.Disconnect as d:
+        wire.close(d.code, d.reason)
+        return
+    try:
+        await out.start(session, request)
+        await wire.wait_done()
+    finally:
+        await session.closed_by_peer()

@@ -26,6 +26,8 @@ from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.session import ClientSession
 from handlers.uni import Framing, UniWire
+from handlers import uni_output
+from handlers.proxy import kept_headers
 from handlers.uni_output import UniOutput
 
 log = logging.getLogger("squall.uni")
@@ -121,18 +123,10 @@ class UniWebSocketHandler(tornado.websocket.WebSocketHandler):
         wire = UniWSWire(self, self.ctx, FRAMES)  # type: ignore[arg-type]  # a WebSocket, not an HTTP stream
         out = UniOutput(wire)
         session = ClientSession(self.ctx, wire, self.request.remote_ip or "", out)
-        wire.session = session
+        session.transport = "uni_websocket"
+        session.request_headers = kept_headers(self.ctx.proxy, self.request.headers)
         self.wire = wire
-        try:
-            session.opened()
-        except errors.Disconnect as d:
-            wire.close(d.code, d.reason)
-            return
-        try:
-            await out.start(session, request)
-            await wire.wait_done()
-        finally:
-            await session.closed_by_peer()
+        await uni_output.run(session, wire, out, request)
 
     def on_close(self) -> None:
         if self.wire is not None:

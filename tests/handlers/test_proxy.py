@@ -396,8 +396,23 @@ async def test_sub_refresh_proxy_expires_subscription(ws_url: str, backend: Back
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_connect_proxy_on_unidirectional_websocket(http_port: int, http_server: Any, backend: Backend, squall_app: Squall) -> None:
+    """A uni_websocket client is reported to the connect proxy as transport "uni_websocket", as Centrifugo names it."""
+    from tornado.websocket import websocket_connect
+
+    backend.answer("/connect", lambda b: Answer({"result": {"user": "uni-ws"}}))
+    ws = await websocket_connect(f"ws://127.0.0.1:{http_port}/connection/uni_websocket")
+    await ws.write_message(json.dumps({"data": {"from": "uni_ws"}}))
+    msg = json.loads(await ws.read_message())
+    assert msg["connect"]["client"]
+    [got] = backend.got("/connect")
+    assert got.body["transport"] == "uni_websocket" and got.body["data"] == {"from": "uni_ws"}
+    ws.close()
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_connect_proxy_on_unidirectional_sse(http_port: int, http_server: Any, backend: Backend, squall_app: Squall) -> None:
-    """An SSE client without a token is authenticated by the connect proxy (transport "sse", allow-listed request headers); its `channels` are subscribed."""
+    """An SSE client without a token is authenticated by the connect proxy (transport "uni_sse", allow-listed request headers); its `channels` are subscribed."""
     from tests.handlers.test_sse import UniStream, sse_path
 
     backend.answer("/connect", lambda b: Answer({"result": {"user": "sse-user", "channels": ["chat:uni"], "data": {"d": 1}}}))
@@ -406,7 +421,7 @@ async def test_connect_proxy_on_unidirectional_sse(http_port: int, http_server: 
     msg = await s.until(lambda m: "connect" in m)
     assert msg["connect"]["data"] == {"d": 1}
     [got] = backend.got("/connect")
-    assert got.body["transport"] == "sse" and got.body["data"] == {"from": "sse"}
+    assert got.body["transport"] == "uni_sse" and got.body["data"] == {"from": "sse"}
     assert got.headers.get("Authorization") == "Bearer sse" and "X-Other" not in got.headers
     await until(lambda: user_of(squall_app) == ["sse-user"])
     await squall_app.ctx.hub.publish("chat:uni", {"live": True})
