@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from channels import errors, fanout, positioning, recovery
+from channels import errors, fanout, positioning, recovery, resync
 from channels.broker import Broker
 from channels.clients import ClientRegistry
 from channels.delta_fanout import Delivery
@@ -379,46 +379,14 @@ class Hub(ClientRegistry):
         self.spawn(self._resync())
 
     async def _resync(self) -> None:
-        """Subscribers of a stream whose top moved past what we delivered (or
-        whose epoch changed) must recover; the others keep their connection. A
-        stream that no longer holds what we delivered (a failover lost writes)
-        starts a new epoch first, so no client recovers across the rewrite."""
+        """Subscribers of a stream that moved on (or lost what was delivered)
+        must recover; the others keep their connection (channels.resync)."""
         for channel, ch in list(self._channels.items()):
-            stream = ch.opts.stream
-            if not stream.enabled or self._channels.get(channel) is not ch:
+            if not ch.opts.stream.enabled or self._channels.get(channel) is not ch:
                 continue
-            try:
-                res = await self.broker.history(channel, HistoryQuery(limit=0), stream)
-            except errors.SquallError:
-                self._stream_broken(channel, ch, "broker reconnected, position unknown")
-                continue
-            pos = res.position
-            if pos.epoch != ch.epoch:
-                self._stream_broken(channel, ch, "broker reconnected to a new epoch")
-            elif pos.offset < ch.last_offset or not await self._last_still_stored(channel, ch):
-                # A failover lost writes we delivered and their offsets are (being) reused: no
-                # position in this epoch can be trusted, so the stream starts a new one.
-                try:
-                    await self.broker.new_epoch(channel)
-                except errors.SquallError:
-                    log.warning("could not start a new epoch for %s", channel)
-                self._stream_broken(channel, ch, "broker reconnected to a stream that lost publications")
-            elif pos.offset > ch.last_offset:
-                self._stream_broken(channel, ch, "broker reconnected with missed publications")
-
-    async def _last_still_stored(self, channel: str, ch: ChannelState) -> bool:
-        """Whether the stream still holds the last publication delivered here (True when it cannot tell)."""
-        last = ch.last_pub
-        if last is None or not last.offset or last.offset != ch.last_offset:
-            return True  # nothing delivered since the cursor was read from the stream itself
-        try:
-            res = await self.broker.history(
-                channel, HistoryQuery(limit=1, since=StreamPosition(last.offset - 1, ch.epoch)), ch.opts.stream
-            )
-        except errors.SquallError:
-            return True  # a failed read is no proof of lost writes; the top check still applies
-        got = res.publications[0] if res.publications else None
-        return got is None or (got.offset, got.data, got.time) == (last.offset, last.data, last.time)
+            why = await resync.check(self.broker, channel, ch)
+            if why:
+                self._stream_broken(channel, ch, why)
 
     def local_presence(self) -> dict[str, dict[str, ClientInfo]]:
         """What this node must keep refreshed in the presence backend."""
