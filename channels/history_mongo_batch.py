@@ -1,11 +1,14 @@
 """Group commit: many concurrent publications, one database write.
 
 Publishers enqueue an entry and await its future. One flusher task takes up
-to ``max_size`` entries once the oldest has waited ``window`` seconds (or at
-once when the batch is full, or one loop turn after a write finished when
-entries piled up behind it), hands them to ``write`` and resolves the futures in queue
-order. Only one batch is in flight at a time, so a failed batch can never
-leave a later one stored above a hole.
+to ``max_size`` entries and hands them to ``write``, then resolves the futures
+in queue order. When it was idle, a batch starts once its oldest entry has
+waited ``window`` seconds (or at once when it is full). Right after a write,
+what is queued one loop turn later goes at once: it piled up during the write,
+or was submitted by the publishers that write just acknowledged (a closed
+loop of N publishers has nothing more to wait for), so waiting the window
+again would only leave the database idle. Only one batch is in flight at a
+time, so a failed batch can never leave a later one stored above a hole.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
+        self._behind = False  # a write just finished: what is queued goes without the window
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # batches written successfully; for tests and stats
         self.batch_items = 0  # publications in those batches (mean batch size = items / batches)
@@ -104,11 +108,12 @@ class GroupCommitter:
             if not self._queue:
                 if self._closing:
                     return
+                self._behind = False  # idle: the next batch gathers for a window again
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             delay = self._queue[0].queued_at + self._window - loop.time()
-            if delay > 0 and len(self._queue) < self._max_size and not self._closing:
+            if delay > 0 and not self._behind and len(self._queue) < self._max_size and not self._closing:
                 self._full.clear()
                 try:
                     async with asyncio.timeout(delay):
@@ -142,6 +147,7 @@ class GroupCommitter:
                     # their acknowledgement) submit their next entries into
                     # the next batch instead of waiting a whole write for it.
                     await asyncio.sleep(0)
+                self._behind = True
 
     @staticmethod
     def _fail(entries: list[Entry], err: SquallError) -> None:
