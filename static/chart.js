@@ -119,7 +119,7 @@ export class LineChart {
       ctx.lineTo(W - padR, yy);
       ctx.stroke();
       ctx.fillStyle = muted;
-      ctx.fillText(v.toFixed(this.digits), padL - 6 * ratio, yy);
+      if (pts.length) ctx.fillText(v.toFixed(this.digits), padL - 6 * ratio, yy); // no scale without data
     }
     // time axis: ticks at fixed distances from "now", labelled relative to it
     ctx.textBaseline = 'top';
