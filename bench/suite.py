@@ -186,6 +186,13 @@ def run_native(server: Server, scenario: str, args: list[str], core: str, workdi
     }
 
 
+def with_flag(args: list[str], flag: str, value: str) -> list[str]:
+    """``args`` (flag, value pairs) with ``flag`` set to ``value``."""
+    pairs = dict(zip(args[::2], args[1::2]))
+    pairs[flag] = value
+    return [x for kv in pairs.items() for x in kv]
+
+
 def median_run(runs: list[dict[str, Any]], path: str = "latency_ms.p99") -> dict[str, Any]:
     """The run whose figure at ``path`` is the median (the upper one of an even count); every run's in ``runs``."""
     def figure(r: dict[str, Any]) -> float:
@@ -317,6 +324,23 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         detail += (f" (medians of Squall {', '.join(f'{x:,.0f}' for x in sruns)}/s and "
                    f"Tornado {', '.join(f'{x:,.0f}' for x in nruns)}/s)")
     check("connection setup rate >= 2x naive Tornado", None if a is None or b is None else a >= 2 * b, detail)
+    # issue 19
+    idle = sq.get("idle", {})
+    b = dig(fl.get("idle", {}), "connect_rate")
+    a = dig(idle, "connect_rate")
+    detail = ratio(a, b)
+    fruns = fl.get("idle", {}).get("runs")
+    if sruns and fruns:
+        detail += (f" (medians of Squall {', '.join(f'{x:,.0f}' for x in sruns)}/s and "
+                   f"the floor {', '.join(f'{x:,.0f}' for x in fruns)}/s)")
+    check("issue 19: connection setup rate >= 1.0x the asyncio floor", None if a is None or b is None else a >= b, detail)
+    a, b = dig(idle, "server.cpu_us_per_connect"), dig(fl.get("idle", {}), "server.cpu_us_per_connect")
+    out.append(f"- info server CPU per connect: Squall {fmt(a, '.0f')} µs, the floor {fmt(b, '.0f')} µs ({ratio(a, b)})")
+    n = idle.get("ready")
+    a = dig(idle, "server.kib_per_connection")
+    check(f"issue 19: idle RSS <= 3 KiB/connection (at {n or '-'} connections)", None if a is None else a <= 3, f"{fmt(a, '.2f')} KiB")
+    a = dig(idle, "server.gc_pause_max_ms")
+    check(f"issue 19: longest GC pause <= 30 ms (at {n or '-'} connections)", None if a is None else a <= 30, f"{fmt(a, '.1f')} ms")
     for scen, r in sq.items():
         if r["loss"] or r["error_count"]:
             check(f"squall {scen} zero loss and errors", False, f"loss {r['loss']}, errors {r['error_count']}")
@@ -359,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per server of chat and idle; the run with the median p99 (chat) or connect rate (idle) "
                          "is reported")
+    ap.add_argument("--idle-connections", type=int, default=0,
+                    help="connections of the idle scenario (default: 2,000, or 10,000 with --full; issue 19 asks 19,000)")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
     ap.add_argument("--out", default="", help="directory for JSON and HTML results (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -381,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             if scen in NEEDS_HISTORY and name != "squall":
                 continue
             sargs = SCENARIOS[scen][1 if args.full else 0]
+            if scen == "idle" and args.idle_connections > 0:
+                sargs = with_flag(sargs, "--connections", str(args.idle_connections))
             repeats = max(1, args.repeat) if scen in REPEATED else 1
             runs: list[dict[str, Any]] = []
             for k in range(repeats):
@@ -418,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Server pinned to CPU {args.server_core or '-'}, load tester to CPU {args.client_core or '-'}. "
         f"Load average before/after: {load0[0]:.1f} / {os.getloadavg()[0]:.1f} (anything above ~0.5 means "
         f"other work shared these cores and throughput and latency figures are pessimistic).\n\n"
-        f"{table}\n\nIssue 7 targets in this run:\n\n" + "\n".join(goals) + "\n"
+        f"{table}\n\nTargets in this run (issues 7 and 19):\n\n" + "\n".join(goals) + "\n"
     )
     print()
     print(table)

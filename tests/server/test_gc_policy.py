@@ -74,3 +74,18 @@ def test_collection_after_the_loop_closed_is_ignored() -> None:
         policy.stop()
         gc.unfreeze()
     assert seen == [] and policy.freezes == 0
+
+
+@pytest.mark.gen_test
+async def test_full_collections_come_every_few_young_ones_while_started() -> None:
+    """While the policy runs, a full collection follows every FULL_AFTER generation-1 ones; stop restores CPython's."""
+    from server.gc_policy import FULL_AFTER
+
+    before = gc.get_threshold()
+    policy = GcPolicy(0)
+    policy.start()
+    try:
+        assert gc.get_threshold() == (before[0], before[1], FULL_AFTER)
+    finally:
+        policy.stop()
+    assert gc.get_threshold() == before
