@@ -26,13 +26,16 @@ from handlers.expiry import already_expired, server_expiry, ttl_fields
 from handlers.hooks import ConnectEvent
 from handlers.reply import Reply, Result
 from handlers.sdk import clean as sdk_clean
-from handlers.requests import NO_STREAM_REQUEST, ConnectRequest, Empty, RefreshRequest, RpcRequest, SendRequest, StreamRequest
+from handlers.delivery import publication_body, server_sub_delivery
+from handlers.requests import ConnectRequest, Empty, RefreshRequest, RpcRequest, SendRequest, ServerSubRequest
 from handlers.tokens import connection_claims
 
 if TYPE_CHECKING:
     from handlers.session import ClientSession
 
 log = logging.getLogger("squall.client")
+
+NO_SERVER_SUB = ServerSubRequest()
 
 
 async def connect(s: ClientSession, req: ConnectRequest) -> Result:
@@ -88,18 +91,19 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
     for channel in dict.fromkeys(channels):
         raw = req.subs.get(channel) or {}
         try:
-            stream = StreamRequest.parse(raw) if isinstance(raw, dict) else NO_STREAM_REQUEST
+            sub = ServerSubRequest.parse(raw) if isinstance(raw, dict) else NO_SERVER_SUB
             opts = ctx.channel_options(channel)
             granted = claims.subs.get(channel) if by_proxy and claims is not None else None
             if isinstance(granted, proxy_calls.schema.SubscribeOptions):
                 opts = dataclasses.replace(opts, **granted.override.changes())
-            subs_out[channel], pending = await join(s, channel, opts, stream, server_side=True)
+            delivery = server_sub_delivery(sub.delta, opts, s.wire.codec.binary)
+            subs_out[channel], pending = await join(s, channel, opts, sub.stream, server_side=True, delivery=delivery)
             if isinstance(granted, proxy_calls.schema.SubscribeOptions) and granted.data is not None:
                 subs_out[channel]["data"] = granted.data
         except SquallError as e:
             log.warning("server-side subscribe to %s failed: %s", channel, e.message)
             continue
-        after.extend(s.encode_push(channel, "pub", p.to_dict()) for p in pending)
+        after.extend(s.encode_push(channel, "pub", publication_body(delivery, p)) for p in pending)
     if subs_out:
         result["subs"] = subs_out
     return Reply(result, after)

@@ -28,6 +28,14 @@ def delivery_for(req: SubscribeRequest, opts: NamespaceOptions, binary: bool = F
     return Delivery(delta=delta, tags_filter=req.tags_filter, binary=binary)
 
 
+def server_sub_delivery(delta: str, opts: NamespaceOptions, binary: bool = False) -> Delivery | None:
+    """A connect ``subs`` entry's Delivery: its ``delta`` as a subscribe's (used
+    where the namespace allows it, the entry's reply then says ``delta: true``)."""
+    if not delta or delta not in opts.allowed_delta_types:
+        return None
+    return Delivery(delta=True, binary=binary)
+
+
 def publication_body(delivery: Delivery | None, pub: Publication) -> dict[str, Any]:
     """A publication outside the fan-out (recovered, buffered while subscribing)."""
     body = pub.to_dict()

@@ -87,11 +87,37 @@ NO_STREAM_REQUEST = StreamRequest()
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSubRequest:
+    """One entry of a connect's ``subs``: a server-side subscription's
+    recovery request and its ``delta`` (Centrifugo reads recover, offset,
+    epoch and delta there). A ``tf`` is refused: Centrifugo never reads it
+    for server-side subscriptions, and a client must not believe it filters."""
+
+    stream: StreamRequest = NO_STREAM_REQUEST
+    delta: str = ""
+
+    @classmethod
+    def check(cls, params: Params) -> None:
+        """The entry's refusals, before anything is authenticated or joined."""
+        if params.get("tf") is not None:
+            raise errors.Disconnect(errors.BAD_REQUEST, "tags filter in connect subs")
+        delta = params.get("delta") or ""
+        if delta and delta not in DELTA_TYPES:
+            raise errors.Disconnect(errors.BAD_REQUEST, "unknown delta type")
+
+    @classmethod
+    def parse(cls, params: Params) -> ServerSubRequest:
+        cls.check(params)
+        return cls(stream=StreamRequest.parse(params), delta=params.get("delta") or "")
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectRequest:
     token: str  # "" = none
     data: Any
-    # channel -> that channel's raw recovery request (parsed per channel with
-    # StreamRequest.parse, so one bad entry skips one subscription, not the connect)
+    # channel -> that channel's raw request (parsed per channel with
+    # ServerSubRequest.parse, so one bad position skips one subscription, not the
+    # connect; a tf or an unknown delta type is refused here, 3501)
     subs: Mapping[str, Any]
     # for the connect proxy: the SDK's name and version, and its emulated headers
     name: str = ""
@@ -111,6 +137,9 @@ class ConnectRequest:
             raise errors.BadRequest("name and version must be strings")
         if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise errors.BadRequest("headers must map strings to strings")
+        for entry in subs.values():
+            if isinstance(entry, dict):
+                ServerSubRequest.check(entry)
         return cls(token=token, data=params.get("data"), subs=subs, name=name, version=version, headers=headers)
 
 
