@@ -75,9 +75,19 @@ class Outbox(Protocol):
 
     async def put(self, events: list[Event]) -> None: ...
 
-    async def transition(self, channel: str, occupied: bool, event: Event) -> bool:
+    async def transition(self, channel: str, occupied: bool, event: Event) -> tuple[bool, bool]:
         """This node's channel went occupied (or vacated); queue ``event`` only
-        when the whole cluster did. True when it was queued."""
+        when the whole cluster did. Returns (queued, known): known is False
+        when this node had no live entry (new, or swept as dead while alive)."""
+        ...
+
+    async def heartbeat(self, ttl: float) -> bool:
+        """This node lives ``ttl`` seconds more; False when it had no live entry."""
+        ...
+
+    async def sweep(self, id_base: str) -> int:
+        """Report vacated the channels that only expired nodes held (once per
+        cluster); event ids start with ``id_base``. The number reported."""
         ...
 
     async def read(self, count: int, block: float) -> list[tuple[str, Event]]:
@@ -104,6 +114,10 @@ class HubEvents(Protocol):
 
     def publication(self, channel: str, pub: Publication, pos: StreamPosition) -> None: ...
 
+    def heartbeat(self, ttl: float) -> None:
+        """The hub's heartbeat: this node is alive for ``ttl`` seconds more."""
+        ...
+
 
 @dataclass(slots=True)
 class _Transition:
@@ -124,6 +138,8 @@ class EventLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._occupied: set[str] = set()  # this node's occupied channels, as of the queue's end
+        self._beat: asyncio.Task[None] | None = None
 
     def wants(self, kind: str) -> bool:
         return kind in self.types
@@ -133,13 +149,41 @@ class EventLog:
         if kind in self.types:
             self._push(self._event(kind, body))
 
+    def _tracks_occupancy(self) -> bool:
+        return "channel_occupied" in self.types or "channel_vacated" in self.types
+
     def occupied(self, channel: str) -> None:
-        if "channel_occupied" in self.types or "channel_vacated" in self.types:
+        if self._tracks_occupancy():
+            self._occupied.add(channel)
             self._push(_Transition(channel, True, self._event("channel_occupied", {"channel": channel})))
 
     def vacated(self, channel: str) -> None:
-        if "channel_occupied" in self.types or "channel_vacated" in self.types:
+        if self._tracks_occupancy():
+            self._occupied.discard(channel)
             self._push(_Transition(channel, False, self._event("channel_vacated", {"channel": channel})))
+
+    def _reassert(self) -> None:
+        """This node's entry had expired (it may have been swept as dead):
+        claim its channels again; a channel it still holds is no event."""
+        for channel in sorted(self._occupied):
+            self._push(_Transition(channel, True, self._event("channel_occupied", {"channel": channel})))
+
+    def heartbeat(self, ttl: float) -> None:
+        """Refresh this node's occupancy entry and sweep dead nodes' (in the
+        background, one at a time, so a slow outbox never delays the hub)."""
+        if self._tracks_occupancy() and not self._closing and (self._beat is None or self._beat.done()):
+            self._beat = asyncio.ensure_future(self._heartbeat(ttl))
+
+    async def _heartbeat(self, ttl: float) -> None:
+        try:
+            if not await self.outbox.heartbeat(ttl):
+                self._reassert()
+            swept = await self.outbox.sweep(uuid.uuid4().hex)
+            self.stats.queued += swept
+            if swept:
+                log.info("events: %d channels of expired nodes reported vacated", swept)
+        except Exception as e:  # the outbox is unreachable: the next heartbeat tries again
+            log.warning("events: occupancy heartbeat failed: %s", e)
 
     def join(self, channel: str, info: ClientInfo) -> None:
         if "join" in self.types:
@@ -176,6 +220,9 @@ class EventLog:
         """Flush what is queued (bounded by ``timeout``), then stop."""
         self._closing = True
         self._wake.set()
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)
@@ -207,10 +254,12 @@ class EventLog:
         """The queue's head, in order: a run of plain events in one put, or one transition."""
         head = self._queue[0]
         if isinstance(head, _Transition):
-            queued = await self.outbox.transition(head.channel, head.occupied, head.event)
+            queued, known = await self.outbox.transition(head.channel, head.occupied, head.event)
             self._queue.popleft()
             if queued:
                 self.stats.queued += 1
+            if not known:
+                self._reassert()
             return
         run: list[Event] = []
         for item in self._queue:

@@ -40,9 +40,15 @@ class MemoryOutbox:
             self.dropped += 1
         self._ready.set()
 
-    async def transition(self, channel: str, occupied: bool, event: Event) -> bool:
+    async def transition(self, channel: str, occupied: bool, event: Event) -> tuple[bool, bool]:
         await self.put([event])
-        return True
+        return True, True
+
+    async def heartbeat(self, ttl: float) -> bool:
+        return True  # one node: never swept
+
+    async def sweep(self, id_base: str) -> int:
+        return 0  # no other node to outlive
 
     async def read(self, count: int, block: float) -> list[tuple[str, Event]]:
         if not self._unread:

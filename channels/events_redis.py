@@ -11,9 +11,19 @@ Channel occupancy is a Redis set per channel of the nodes that have it
 (``<prefix>:occupied:<channel>``); one script adds or removes this node and
 appends ``channel_occupied``/``channel_vacated`` only when the set went from
 empty to one member or back, atomically, so each cluster-wide transition is
-recorded once however many nodes see theirs. A node that dies without
-leaving keeps its membership (the channel stays occupied): docs/EVENTS.md.
-The outbox uses the first of ``redis_urls`` (not Redis Cluster).
+recorded once however many nodes see theirs.
+
+Dead nodes, as presence handles them: each node's channels are also a set
+(``<prefix>:occupancy:node:<node>``) and the node has an expiry time in one
+sorted set (``<prefix>:occupancy:nodes``), refreshed by its heartbeat and by
+each of its transitions (Redis's clock, so node clocks do not matter). Every
+live node's heartbeat also runs the sweep: one script takes an expired node's
+channels out of their sets and appends ``channel_vacated`` for each that
+became empty, so exactly one node reports each (the script is atomic). A node
+that was swept while alive (a pause longer than the ttl) learns it from its
+next heartbeat or transition (its entry was gone) and re-asserts its channels.
+The outbox uses the first of ``redis_urls`` (not Redis Cluster: the sweep
+names keys it finds).
 """
 
 from __future__ import annotations
@@ -31,18 +41,69 @@ log = logging.getLogger("squall.events")
 
 GROUP = "delivery"
 
+SWEEP_BATCH = 1000  # channels of one dead node per sweep script (bounds the time Redis is busy)
+
+# KEYS: channel set, stream, this node's channel set, node expiry zset
+# ARGV: node, '1' occupied / '0' vacated, event, max_len, ttl ms
+# returns {queued 1/0, known 1/0 (this node had a live entry before)}
 _TRANSITION = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local score = redis.call('ZSCORE', KEYS[4], ARGV[1])
+local known = (score and tonumber(score) >= now) and 1 or 0
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), ARGV[1])
 local changed
 if ARGV[2] == '1' then
+  redis.call('SADD', KEYS[3], KEYS[1])
   changed = redis.call('SADD', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 1
 else
+  redis.call('SREM', KEYS[3], KEYS[1])
   changed = redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0
 end
 if changed then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'e', ARGV[3])
-  return 1
+  return {1, known}
 end
+return {0, known}
+"""
+
+# KEYS: node expiry zset; ARGV: node, ttl ms. Returns 1 when the node's entry was live.
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if score and tonumber(score) >= now then return 1 end
 return 0
+"""
+
+# KEYS: node expiry zset, stream
+# ARGV: prefix of node channel sets, occupied-set prefix, max_len, id base, sweeping node, batch
+# Takes up to ``batch`` channels of expired nodes out of their occupancy sets and
+# appends channel_vacated for each set that became empty. Returns {vacated, more}.
+_SWEEP = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local budget = tonumber(ARGV[6])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 10)
+local n = 0
+for _, node in ipairs(dead) do
+  local nkey = ARGV[1] .. node
+  local keys = redis.call('SPOP', nkey, budget)
+  budget = budget - #keys
+  for _, ckey in ipairs(keys) do
+    if redis.call('SREM', ckey, node) == 1 and redis.call('SCARD', ckey) == 0 then
+      n = n + 1
+      local ev = cjson.encode({id = ARGV[4] .. '-' .. n, type = 'channel_vacated', time_ms = now,
+        node = ARGV[5], channel = string.sub(ckey, #ARGV[2] + 1), expired_node = node})
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ev)
+    end
+  end
+  if redis.call('SCARD', nkey) > 0 then return {n, 1} end
+  redis.call('ZREM', KEYS[1], node)
+  if budget <= 0 then return {n, 1} end
+end
+return {n, #dead == 10 and 1 or 0}
 """
 
 
@@ -51,11 +112,16 @@ class RedisOutbox:
         self.url = url
         self.stream = f"{prefix}:events"
         self.occupancy_prefix = f"{prefix}:occupied:"
+        self.node_channels_prefix = f"{prefix}:occupancy:node:"
+        self.nodes_key = f"{prefix}:occupancy:nodes"
+        self.node_ttl = 60.0  # seconds; the hub's heartbeat sets presence_ttl
         self.consumer = node_id
         self.claim_idle_ms = int(claim_idle * 1000)
         self.max_len = max_len
         self._redis: aioredis.Redis | None = None
-        self._script: object | None = None
+        self._script: Any = None
+        self._heartbeat: Any = None
+        self._sweep: Any = None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -66,6 +132,8 @@ class RedisOutbox:
     async def start(self) -> None:
         await self._ensure_group()
         self._script = self.redis.register_script(_TRANSITION)
+        self._heartbeat = self.redis.register_script(_HEARTBEAT)
+        self._sweep = self.redis.register_script(_SWEEP)
 
     async def _ensure_group(self) -> None:
         """The stream and its group (again after a Redis that lost its data restarted)."""
@@ -86,11 +154,34 @@ class RedisOutbox:
                 p.xadd(self.stream, {"e": e.encode()}, maxlen=self.max_len, approximate=True)
             await p.execute()
 
-    async def transition(self, channel: str, occupied: bool, event: Event) -> bool:
+    async def transition(self, channel: str, occupied: bool, event: Event) -> tuple[bool, bool]:
         script = self._script or self.redis.register_script(_TRANSITION)
-        keys = [self.occupancy_prefix + channel, self.stream]
-        args = [self.consumer, "1" if occupied else "0", event.encode(), self.max_len]
-        return bool(await script(keys=keys, args=args))  # type: ignore[operator]
+        keys = [self.occupancy_prefix + channel, self.stream, self.node_channels_prefix + self.consumer, self.nodes_key]
+        args = [self.consumer, "1" if occupied else "0", event.encode(), self.max_len, self._ttl_ms()]
+        queued, known = await script(keys=keys, args=args)
+        return bool(queued), bool(known)
+
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.node_ttl * 1000))
+
+    async def heartbeat(self, ttl: float) -> bool:
+        self.node_ttl = ttl
+        script = self._heartbeat or self.redis.register_script(_HEARTBEAT)
+        return bool(await script(keys=[self.nodes_key], args=[self.consumer, self._ttl_ms()]))
+
+    async def sweep(self, id_base: str) -> int:
+        """Report the channels of expired nodes vacated; the number reported."""
+        script = self._sweep or self.redis.register_script(_SWEEP)
+        total = 0
+        for i in range(100):  # bounded: 100 x SWEEP_BATCH channels per heartbeat
+            args: list[str | int] = [
+                self.node_channels_prefix, self.occupancy_prefix, self.max_len, f"{id_base}{i}", self.consumer, SWEEP_BATCH,
+            ]
+            n, more = await script(keys=[self.nodes_key, self.stream], args=args)
+            total += int(n)
+            if not more:
+                break
+        return total
 
     async def read(self, count: int, block: float) -> list[tuple[str, Event]]:
         try:

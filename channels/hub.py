@@ -413,6 +413,8 @@ class Hub(ClientRegistry):
     async def _heartbeat_loop(self) -> None:
         """Announce this node and refresh its presence entries."""
         while True:
+            if self.events is not None:  # its channel occupancy too (a dead node's expires: channels.events_redis)
+                self.events.heartbeat(self.presence_ttl)
             try:
                 await self.send_control("node", **self._self_info().to_dict())
                 await self._presence.refresh()

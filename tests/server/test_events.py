@@ -162,6 +162,9 @@ class Transitions:
     def publication(self, channel: str, pub: Any, pos: Any) -> None:
         self.seen.append(("publication", channel))
 
+    def heartbeat(self, ttl: float) -> None:
+        pass
+
 
 @pytest.mark.gen_test
 async def test_hub_reports_occupancy_of_subscribers_not_observers() -> None:

@@ -148,3 +148,36 @@ async def test_sigkill_with_events_queued_delivers_them_after_restart(
     await until(lambda: len({e["id"] for e in received(backend)}) >= 300, timeout=60)
     assert_all_once_by_id(received(backend), 300)
     await until(lambda: r.xlen("squall:events") == 0, timeout=10)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_sigkilled_node_channels_vacated_once_by_a_live_node(
+    redis_server: RedisServer, backend: Backend, squall_factory: Callable[..., SquallProcess]
+) -> None:
+    """Node A holds a channel's only subscriber and is SIGKILLed: B's sweep reports it vacated once; a subscriber on B then occupies it once."""
+    cfg = config(redis_server.url, backend, ["channel_occupied", "channel_vacated"], presence_ttl=3.0)
+    a, b = squall_factory(cfg), squall_factory(cfg)
+    r = redis.Redis.from_url(redis_server.url)
+    ch = "chat:killed-occupant"
+
+    def kinds() -> list[str]:
+        return [e["type"] for e in received(backend) if e["channel"] == ch]
+
+    ca = Client(a.ws_url, timeout=5)
+    await ca.connect()
+    await ca.new_subscription(ch).subscribe()
+    await until(lambda: kinds() == ["channel_occupied"], timeout=10)
+    a.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    await until(lambda: kinds() == ["channel_occupied", "channel_vacated"], timeout=15)
+    assert time.monotonic() - killed_at < 15
+    vacated = [e for e in received(backend) if e["type"] == "channel_vacated"]
+    assert len(vacated) == 1 and r.scard(f"squall:occupied:{ch}") == 0
+    cb = Client(b.ws_url, timeout=5)
+    await cb.connect()
+    await cb.new_subscription(ch).subscribe()
+    await until(lambda: kinds() == ["channel_occupied", "channel_vacated", "channel_occupied"], timeout=10)
+    await asyncio.sleep(2.0)  # nothing more comes (B keeps its channel; its sweeps find no one else)
+    assert kinds() == ["channel_occupied", "channel_vacated", "channel_occupied"]
+    assert len({e["id"] for e in received(backend)}) == 3
+    await cb.disconnect()
