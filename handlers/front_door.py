@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 from typing import Any, Mapping
 
 from tornado.httpserver import HTTPServer
@@ -149,7 +150,7 @@ class FrontDoor(HTTPServer):
             kept = NO_HEADERS
         conn = lean_connection(
             ctx, headers["sec-websocket-key"], query_format(parsed.query), offered_subprotocols(headers),
-            client_ip(headers, address[0]), taken[end + 4 :], kept,
+            sys.intern(client_ip(headers, address[0])), taken[end + 4 :], kept,  # one str per address, not per socket
         )
         self.upgrades += 1
         self._attach(conn, sock)

@@ -5,7 +5,8 @@ sit in ``ping_interval / tick`` buckets and one periodic callback pings the
 next bucket each tick. Pong deadlines are checked from a FIFO (deadlines are
 appended in time order because the timeout is constant). New sockets that
 must send ``connect`` within ``client_stale_timeout`` wait in a FIFO of their
-own, checked on the same tick (so 3502 comes up to one tick late).
+own, checked on the same tick, grouped per tick of deadlines (a list entry
+per socket, not a tuple and a float), so 3502 comes up to two ticks late.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class Pinger:
         self._next = 0
         self._pong_timeout = pong_timeout
         self._deadlines: deque[tuple[float, float, Pingable]] = deque()
-        self._new: deque[tuple[float, Stalable]] = deque()
+        # [first deadline, last deadline, sockets]: one group per tick of deadlines
+        self._new: deque[tuple[float, list[float], list[Stalable]]] = deque()
         self._pc: PeriodicCallback | None = None
 
     def start(self) -> None:
@@ -68,9 +70,16 @@ class Pinger:
             self._buckets[i].discard(conn)
 
     def watch_new(self, conn: Stalable, at: float) -> None:
-        """``conn.stale_due()`` on the first tick at or after monotonic time ``at``;
-        ``at`` must not be earlier than the previous call's (a constant timeout)."""
-        self._new.append((at, conn))
+        """``conn.stale_due()`` on a tick at or after monotonic time ``at`` (at most
+        two ticks after); ``at`` must not be earlier than the previous call's
+        (a constant timeout)."""
+        new = self._new
+        if new and at - new[-1][0] < self.tick:
+            _, due, members = new[-1]
+            due[0] = at  # the group fires when its latest member is due: never early
+            members.append(conn)
+        else:
+            new.append((at, [at], [conn]))
 
     def __len__(self) -> int:
         return len(self._where)
@@ -78,8 +87,9 @@ class Pinger:
     def _tick(self) -> None:
         now = time.monotonic()
         new = self._new
-        while new and new[0][0] <= now:
-            new.popleft()[1].stale_due()
+        while new and new[0][1][0] <= now:
+            for waiting in new.popleft()[2]:
+                waiting.stale_due()
         dl = self._deadlines
         while dl and dl[0][0] <= now:
             _, sent, conn = dl.popleft()

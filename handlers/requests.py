@@ -10,7 +10,9 @@ same functions.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from channels import errors
@@ -18,6 +20,8 @@ from channels.delta_fanout import DELTA_TYPES
 from channels.filters import Filter, FilterError
 from channels.filters import parse as parse_filter
 from channels.types import HistoryQuery, StreamPosition
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})  # a connect without emulated headers: one shared, read-only
 
 Params = Mapping[str, Any]
 
@@ -140,7 +144,8 @@ class ConnectRequest:
         for entry in subs.values():
             if isinstance(entry, dict):
                 ServerSubRequest.check(entry)
-        return cls(token=token, data=params.get("data"), subs=subs, name=name, version=version, headers=headers)
+        return cls(token=token, data=params.get("data"), subs=subs, name=name, version=version,
+                   headers=headers or NO_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +159,8 @@ class SubscribeRequest:
 
     @classmethod
     def parse(cls, params: Params) -> SubscribeRequest:
-        channel = channel_param(params)
+        # interned: the session keeps it as its subscription's key, one str per channel instead of per subscriber
+        channel = sys.intern(channel_param(params))
         token = params.get("token") or ""
         if not isinstance(token, str):
             raise errors.PermissionDenied()
