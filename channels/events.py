@@ -140,6 +140,7 @@ class EventLog:
         self._closing = False
         self._occupied: set[str] = set()  # this node's occupied channels, as of the queue's end
         self._beat: asyncio.Task[None] | None = None
+        self._registered = False  # the outbox has had a live entry for this node (so it can lose it)
 
     def wants(self, kind: str) -> bool:
         return kind in self.types
@@ -162,9 +163,14 @@ class EventLog:
             self._occupied.discard(channel)
             self._push(_Transition(channel, False, self._event("channel_vacated", {"channel": channel})))
 
-    def _reassert(self) -> None:
-        """This node's entry had expired (it may have been swept as dead):
-        claim its channels again; a channel it still holds is no event."""
+    def _entry(self, known: bool) -> None:
+        """After an outbox call that refreshed this node's entry: when it had
+        expired (the node may have been swept as dead), claim its channels
+        again; a channel it still holds is no event. A new node has none to lose."""
+        lost, self._registered = self._registered and not known, True
+        if not lost:
+            return
+        log.warning("events: this node's occupancy entry had expired: reporting its %d channels again", len(self._occupied))
         for channel in sorted(self._occupied):
             self._push(_Transition(channel, True, self._event("channel_occupied", {"channel": channel})))
 
@@ -176,8 +182,7 @@ class EventLog:
 
     async def _heartbeat(self, ttl: float) -> None:
         try:
-            if not await self.outbox.heartbeat(ttl):
-                self._reassert()
+            self._entry(await self.outbox.heartbeat(ttl))
             swept = await self.outbox.sweep(uuid.uuid4().hex)
             self.stats.queued += swept
             if swept:
@@ -258,8 +263,7 @@ class EventLog:
             self._queue.popleft()
             if queued:
                 self.stats.queued += 1
-            if not known:
-                self._reassert()
+            self._entry(known)
             return
         run: list[Event] = []
         for item in self._queue:
