@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Protocol, cast
 from channels import errors
 from channels.errors import DisconnectCode
 from channels.hub import Hub
+from handlers.hooks import Hooks
 
 log = logging.getLogger("squall.control")
 
@@ -43,7 +44,29 @@ def _sessions(hub: Hub, msg: dict[str, Any]) -> list[Controllable]:
     ]
 
 
-def register_controls(hub: Hub) -> None:
+class HookSender:
+    """The :class:`handlers.hooks.ClientSender` hooks get: a local client is
+    written to directly (no broker round trip, and no second copy: the
+    ``message`` op finds it on this node only when sent through the broker
+    instead); any other id goes through the ``message`` control op."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def send(self, client_id: str, data: Any) -> None:
+        if not isinstance(client_id, str) or not client_id:
+            raise ValueError("send: client_id must be a non-empty string")
+        local = self._hub.client(client_id)
+        if local is not None:
+            cast(Controllable, local).send_message(data)
+            return
+        await self._hub.send_control("message", client=client_id, data=data)
+
+
+def register_controls(hub: Hub, hooks: Hooks | None = None) -> None:
+    """The control ops of this node; hands ``hooks.setup`` its ClientSender."""
+    if hooks is not None and hooks.setup is not None:
+        hooks.setup(HookSender(hub))
     def disconnect(msg: dict[str, Any]) -> None:
         code = int(msg.get("code", errors.FORCE_NO_RECONNECT.code))
         reason = str(msg.get("reason", "")) or errors.FORCE_NO_RECONNECT.reason

@@ -9,13 +9,19 @@ With the HTTP proxy (:mod:`handlers.proxy`) configured for the same event,
 the proxy is called first and the hook after it, seeing what the backend
 decided (the user it authenticated, the data it rewrote); a refusal by either
 ends the command (docs/PROXY.md, "Proxy and hooks").
+
+A hook that acts on clients outside its own call (a direct message, a
+notification) gets a :class:`ClientSender` once, when the node is assembled,
+through ``Hooks(setup=...)``; keep it and ``await sender.send(client_id,
+data)`` from any hook: the client receives a ``message`` push (the SDKs'
+``message`` event) on whichever node holds it.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from channels.types import ClientInfo
 
@@ -52,6 +58,23 @@ DisconnectHook = Callable[[ClientInfo, int], Awaitable[None]]
 EventHook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class ClientSender(Protocol):
+    """What ``Hooks.setup`` is given: sends to any client, not only as the
+    answer to that client's own ``send``."""
+
+    async def send(self, client_id: str, data: Any) -> None:
+        """A ``message`` push of ``data`` (a JSON value) to the connection
+        ``client_id``: written at once when it is on this node, else sent
+        through the broker's control path to every node (the Redis engine
+        across nodes), where the one holding it writes it. Nothing happens for
+        a client no node holds (it is not an error: it may have just left)."""
+        ...
+
+
+# called once with the node's ClientSender, before the node serves (keep it for later hooks)
+SetupHook = Callable[[ClientSender], None]
+
+
 @dataclass(frozen=True)
 class Hooks:
     on_connect: ConnectHook | None = None
@@ -61,6 +84,7 @@ class Hooks:
     on_disconnect: DisconnectHook | None = None
     rpc: dict[str, RPCHandler] = field(default_factory=dict)
     on_event: EventHook | None = None
+    setup: SetupHook | None = None
 
 
 def load_hooks(spec: str) -> Hooks:

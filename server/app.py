@@ -211,6 +211,6 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         "static_path": str(STATIC_DIR),
         "compress_response": False,
     }
-    register_controls(hub)
+    register_controls(hub, hooks)
     app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR), **app_settings)
     return Squall(settings, ctx, backends, app, metrics, delivery, webhook)
