@@ -7,9 +7,10 @@ string; centrifuge-js's protobuf build POSTs the protobuf EmulationRequest
 (``application/octet-stream``, ``data`` the varint-delimited Commands). The batch runs on the session's node (:mod:`handlers.emulation_sessions`);
 its replies arrive on the session's stream, not in this response.
 
-Answers, as Centrifugo's: 204 accepted (also for an unknown session on a
-known node: the commands are dropped); 400 malformed body; 404 unknown node;
-413 body over ``max_message_size``; 403 origin not allowed. The body of an
+Answers, as Centrifugo's: 204 once the batch ran on the session's node (also
+for an unknown session on a known node: the commands are dropped); 400
+malformed body; 404 unknown node; 413 body over ``max_message_size``; 403
+origin not allowed; 500 when the session's node did not answer in 10 s. The body of an
 error answer says what was wrong.
 """
 
@@ -22,7 +23,7 @@ from channels.errors import BackendUnavailable
 from handlers.codec import ProtocolError
 from handlers.codec_protobuf import read_varint
 from handlers.context import Context
-from handlers.emulation_sessions import EmulationSessions, UnknownNode
+from handlers.emulation_sessions import EmulationSessions, NoAnswer, UnknownNode
 from handlers.uni import UniHandler
 
 log = logging.getLogger("squall.emulation")
@@ -109,5 +110,8 @@ class EmulationHandler(UniHandler):
             return
         except BackendUnavailable:
             self._answer(503, "cannot reach the session's node now")
+            return
+        except NoAnswer:
+            self._answer(500, "the session's node did not answer")
             return
         self._answer(204)
