@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channels import tracing
 from channels.broker import BrokerEventHandler
 from channels.history import HistoryStore
 from channels.types import (
@@ -46,7 +47,8 @@ class MemoryBroker:
         self, channel: str, pub: Publication, opts: StreamOptions
     ) -> StreamPosition:
         if opts.enabled:
-            pub = await self._history.append(channel, pub, opts)
+            with tracing.span("squall.history.append", channel=channel):
+                pub = await self._history.append(channel, pub, opts)
         assert self._handler is not None, "broker not started"
         self._handler.on_publication(channel, pub)
         return StreamPosition(pub.offset, pub.epoch)

@@ -22,6 +22,7 @@ from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisError
 
 from channels import redis_envelope as envelope
+from channels import tracing
 from channels.broker import BrokerEventHandler
 from channels.errors import BackendUnavailable
 from channels.history import HistoryStore
@@ -247,11 +248,16 @@ class RedisBroker:
             if channel is None:
                 return  # unsubscribed meanwhile
             if env.kind == envelope.PUBLICATION:
-                p = envelope.publication(env)
+                p, tp = envelope.traced_publication(env)
                 if p.time:
                     self.lag_count += 1
                     self.lag_seconds += max(0.0, time.time() - p.time / 1000.0)
-                handler.on_publication(channel, p)
+                tracer = tracing.current
+                if tp is None or tracer is None:
+                    handler.on_publication(channel, p)
+                else:  # the hub's fan-out span becomes a child of the publisher's
+                    with tracer.remote_parent(tp):
+                        handler.on_publication(channel, p)
             elif env.kind == envelope.JOIN:
                 handler.on_join(channel, envelope.client_info(env))
             elif env.kind == envelope.LEAVE:
@@ -289,8 +295,9 @@ class RedisBroker:
 
     async def _publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
         keys = self._shards.keys(channel)
+        record = envelope.record_payload(pub, tracing.traceparent())
         if not opts.enabled:
-            data = envelope.pack(self.node_id, envelope.PUBLICATION, envelope.record_payload(pub))
+            data = envelope.pack(self.node_id, envelope.PUBLICATION, record)
             async with redis_call("publish"):
                 await self._shards.publish(keys.bucket, keys.topic, data)
             return StreamPosition()
@@ -298,7 +305,7 @@ class RedisBroker:
         args: list[Any] = [
             keys.topic,
             self.node_id,
-            envelope.record_payload(pub),
+            record,
             self._window_size(opts),
             seconds(opts.history_ttl),
             seconds(opts.meta_ttl),
@@ -329,7 +336,8 @@ class RedisBroker:
     ) -> None:
         assert self._persist is not None
         try:
-            await self._persist.write(channel, [pub], opts)
+            with tracing.span("squall.history.write", channel=channel, offset=pub.offset, node=self.node_id):
+                await self._persist.write(channel, [pub], opts)
         except Exception as e:  # the store's own error types are unknown here
             # Delivered live already; the entry stays pending and a claimer
             # retries it, but this caller must hear that it is not durable yet.

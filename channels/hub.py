@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from channels import errors, fanout, positioning, recovery, resync
+from channels import errors, fanout, positioning, recovery, resync, tracing
 from channels.broker import Broker
 from channels.clients import ClientRegistry
 from channels.delta_fanout import Delivery
@@ -304,7 +304,8 @@ class Hub(ClientRegistry):
         if opts is None:
             opts = self.namespaces.lookup(channel)
         pub = Publication(data=data, info=info, tags=tags, time=int(time.time() * 1000))
-        pos = await self.broker.publish(channel, pub, opts.stream)
+        with tracing.span("squall.publish", channel=channel, node=self.node_id):
+            pos = await self.broker.publish(channel, pub, opts.stream)
         self.stats.publications += 1
         if self.events is not None:
             self.events.publication(channel, pub, pos)
@@ -340,7 +341,14 @@ class Hub(ClientRegistry):
         for buf in ch.recovering.values():
             buf.append(pub)
         if ch.subs:
-            self.stats.deliveries += fanout.publication(ch, channel, pub)
+            tracer = tracing.current  # the one check per publication while tracing is off
+            if tracer is None:
+                self.stats.deliveries += fanout.publication(ch, channel, pub)
+            else:
+                with tracer.span("squall.fanout", {"channel": channel, "offset": pub.offset, "node": self.node_id}) as span:
+                    n = fanout.publication(ch, channel, pub)
+                    span.set_attribute("deliveries", n)
+                self.stats.deliveries += n
 
     def _stream_broken(self, channel: str, ch: ChannelState, why: str) -> None:
         """Local subscribers may have missed publications: make them recover."""

@@ -8,6 +8,11 @@ One shape for all kinds, so the Lua publish script can build it with
 ``kind`` is ``p`` (publication; payload is ``Publication.to_record()`` without
 offset and epoch, which the script fills in), ``j``/``l`` (join/leave; payload
 is a ClientInfo dict) or ``c`` (control; payload is the raw bytes).
+
+With tracing on, a publication's record carries the publisher's W3C
+``traceparent`` under the key ``tp`` (:data:`TRACEPARENT`): inside the payload
+map, so older nodes, whose ``Publication.from_record`` ignores unknown keys,
+read the envelope as before; absent, it costs nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ PUBLICATION = b"p"
 JOIN = b"j"
 LEAVE = b"l"
 CONTROL = b"c"
+TRACEPARENT = "tp"  # optional key of a publication record (tracing on)
 
 
 class BadEnvelope(ValueError):
@@ -49,11 +55,14 @@ def pack_payload(obj: Any) -> bytes:
     return out
 
 
-def record_payload(pub: Publication) -> bytes:
-    """The publication's record without offset/epoch (the script adds them)."""
+def record_payload(pub: Publication, traceparent: str | None = None) -> bytes:
+    """The publication's record without offset/epoch (the script adds them),
+    plus the publisher's trace context when there is one."""
     rec = pub.to_record()
     rec.pop("offset", None)
     rec.pop("epoch", None)
+    if traceparent is not None:
+        rec[TRACEPARENT] = traceparent
     return pack_payload(rec)
 
 
@@ -67,14 +76,20 @@ def unpack(raw: bytes) -> Envelope:
 
 
 def publication(env: Envelope) -> Publication:
+    return traced_publication(env)[0]
+
+
+def traced_publication(env: Envelope) -> tuple[Publication, str | None]:
+    """The publication and the publisher's ``traceparent`` (None when absent)."""
     try:
         rec = msgpack.unpackb(env.payload, raw=False)
         pub = Publication.from_record(rec)
+        tp = rec.get(TRACEPARENT)
     except (ValueError, TypeError, AttributeError, msgpack.UnpackException) as e:
         raise BadEnvelope(str(e)) from e
     pub.offset = env.offset
     pub.epoch = env.epoch
-    return pub
+    return pub, tp if isinstance(tp, str) else None
 
 
 def client_info(env: Envelope) -> ClientInfo:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import tornado.web
 
-from channels import errors
+from channels import errors, tracing
 from handlers.api_methods import ServerApi
 from handlers.context import Context
 from handlers.protocol import JSON
@@ -92,7 +92,7 @@ class ApiHandler(tornado.web.RequestHandler):
             self._error(404, errors.MethodNotFound())
             return
         try:
-            result = await self.api.call(method, params)
+            result = await self._call(method, params)
         except errors.SquallError as e:
             if e.code == errors.InternalError.code:
                 log.warning("API %s failed: %s", method, e.message)
@@ -106,6 +106,16 @@ class ApiHandler(tornado.web.RequestHandler):
             self._send(200, result)  # Centrifugo answers batch with {"replies": [...]}
         else:
             self._send(200, {"result": result})
+
+    async def _call(self, method: str, params: Any) -> Any:
+        """The call, in a span continuing the caller's W3C traceparent when it sent one."""
+        tracer = tracing.current
+        if tracer is None:
+            return await self.api.call(method, params)
+        channel = params.get("channel") if isinstance(params, dict) else None
+        attrs = {"method": method} if not isinstance(channel, str) else {"method": method, "channel": channel}
+        with tracer.span(f"squall.api.{method}", attrs, headers=self.request.headers):
+            return await self.api.call(method, params)
 
     def check_xsrf_cookie(self) -> None:
         """Key-authenticated machine API: no cookies, no XSRF token."""

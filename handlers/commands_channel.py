@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from channels import errors
+from channels import errors, tracing
 from channels.namespaces import NamespaceOptions
 from channels.types import Publication
 from handlers import proxy_calls
@@ -142,7 +142,8 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
     else:
         allowed(s, Action.SUBSCRIBE, channel, opts)
     if ctx.hooks.on_subscribe is not None:
-        await ctx.hooks.on_subscribe(s.info, channel)
+        with tracing.span("squall.hook", hook="on_subscribe", channel=channel):
+            await ctx.hooks.on_subscribe(s.info, channel)
     result, pending = await join(
         s, channel, opts, req.stream, expire_at=expire_at, chan_info=proxied.info if proxied else token_info, delivery=delivery
     )
@@ -161,6 +162,11 @@ async def unsubscribe(s: ClientSession, req: ChannelRequest) -> Result:
 
 
 async def publish(s: ClientSession, req: PublishRequest) -> Result:
+    with tracing.span("squall.client.publish", channel=req.channel, client=s.client_id, user=s.user):
+        return await _publish(s, req)
+
+
+async def _publish(s: ClientSession, req: PublishRequest) -> Result:
     ctx = s.ctx
     channel = req.channel
     opts = ctx.channel_options(channel)
@@ -172,7 +178,8 @@ async def publish(s: ClientSession, req: PublishRequest) -> Result:
     if found is not None:
         data = await proxy_calls.publish_data(*found, s, channel, data)
     if ctx.hooks.on_publish is not None:
-        data = await ctx.hooks.on_publish(s.info, channel, data)
+        with tracing.span("squall.hook", hook="on_publish", channel=channel):
+            data = await ctx.hooks.on_publish(s.info, channel, data)
     await ctx.hub.publish(channel, data, info=s.info, tags=req.tags, opts=opts)
     return {}
 

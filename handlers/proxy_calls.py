@@ -13,7 +13,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
-from channels import errors
+from channels import errors, tracing
 from channels.namespaces import NamespaceOptions
 from handlers import proxy_schema as schema
 from handlers.proxy import Endpoint, Proxy
@@ -26,40 +26,45 @@ REFRESH_RETRY = 10.0  # seconds before refresh / sub_refresh is asked again afte
 UNSUBSCRIBE_EXPIRED = 2501  # Centrifugo's unsubscribe code: subscription expired
 
 
+async def _call(proxy: Proxy, event: str, ep: Endpoint, s: ClientSession, body: Any) -> Any:
+    with tracing.span("squall.proxy", event=event, endpoint=ep.url):
+        return await proxy.call(event, ep, s, body)
+
+
 async def connect(proxy: Proxy, ep: Endpoint, s: ClientSession, data: Any, name: str, version: str, channels: list[str]) -> schema.ConnectResult:
     body = schema.connect_request(proxy.fields(s), data, name, version, channels)
-    result = await proxy.call("connect", ep, s, body)
+    result = await _call(proxy, "connect", ep, s, body)
     if result is None:
         raise errors.Unauthorized()
     return _parsed(schema.ConnectResult.parse, result, proxy, "connect", ep, s)
 
 
 async def refresh(proxy: Proxy, ep: Endpoint, s: ClientSession) -> schema.RefreshResult:
-    result = await proxy.call("refresh", ep, s, schema.refresh_request(proxy.fields(s), s.user, s.meta))
+    result = await _call(proxy, "refresh", ep, s, schema.refresh_request(proxy.fields(s), s.user, s.meta))
     return _parsed(schema.RefreshResult.parse, result, proxy, "refresh", ep, s)
 
 
 async def subscribe(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str, token: str, data: Any) -> schema.SubscribeOptions:
     body = schema.subscribe_request(proxy.fields(s), s.user, s.meta, channel, token, data)
-    result = await proxy.call("subscribe", ep, s, body)
+    result = await _call(proxy, "subscribe", ep, s, body)
     return _parsed(schema.SubscribeOptions.parse, result, proxy, "subscribe", ep, s)
 
 
 async def publish(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str, data: Any) -> schema.PublishResult:
     body = schema.publish_request(proxy.fields(s), s.user, s.meta, channel, data)
-    result = await proxy.call("publish", ep, s, body)
+    result = await _call(proxy, "publish", ep, s, body)
     return _parsed(schema.PublishResult.parse, result, proxy, "publish", ep, s)
 
 
 async def sub_refresh(proxy: Proxy, ep: Endpoint, s: ClientSession, channel: str) -> schema.RefreshResult:
     body = schema.sub_refresh_request(proxy.fields(s), s.user, s.meta, channel)
-    result = await proxy.call("sub_refresh", ep, s, body)
+    result = await _call(proxy, "sub_refresh", ep, s, body)
     return _parsed(schema.RefreshResult.parse, result, proxy, "sub_refresh", ep, s)
 
 
 async def rpc(proxy: Proxy, ep: Endpoint, s: ClientSession, method: str, data: Any) -> Any:
     body = schema.rpc_request(proxy.fields(s), s.user, s.meta, method, data)
-    result = await proxy.call("rpc", ep, s, body)
+    result = await _call(proxy, "rpc", ep, s, body)
     return _parsed(schema.rpc_data, result, proxy, "rpc", ep, s)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import tornado.web
 
+from channels import tracing
 from channels.events import EVENT_TYPES, EventLog, NoEvents
 from channels.events_delivery import Delivery, Sink
 from channels.events_webhook import Webhook
@@ -46,6 +47,7 @@ class Squall:
     metrics: Metrics
     delivery: Delivery | None = None
     webhook: Webhook | None = None
+    tracer_provider: Any = None  # the OpenTelemetry SDK's, when tracing is on
 
     async def start(self) -> None:
         """Start the history store first: the broker writes into it; the
@@ -78,6 +80,9 @@ class Squall:
         if self.ctx.proxy is not None:
             await self.ctx.proxy.close()
         await self.backends.history.close()
+        if self.tracer_provider is not None:
+            tracing.install(None)
+            self.tracer_provider.shutdown()  # exports what is still batched
 
 
 def handler_options(settings: Settings) -> HandlerOptions:
@@ -147,6 +152,10 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
     node_id = uuid.uuid4().hex
     hooks = hooks if hooks is not None else load_hooks(settings.hooks)
     pc = proxy_config(settings)
+    try:
+        tracer_provider = tracing.provider(settings.tracing, settings.tracing_service_name, settings.tracing_otlp_endpoint)
+    except RuntimeError as e:  # the otlp extra is not installed
+        raise ConfigError("tracing", str(e)) from None
     proxy = Proxy(pc) if pc.enabled else None
     webhook = Webhook(settings.events_webhook_url, settings.events_webhook_secret, settings.events_webhook_timeout) if settings.events_webhook_url else None
     sinks: list[Sink] = [s for s in (webhook, _hook_sink(hooks)) if s is not None]
@@ -213,4 +222,6 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
     }
     register_controls(hub, hooks)
     app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR), **app_settings)
-    return Squall(settings, ctx, backends, app, metrics, delivery, webhook)
+    if tracer_provider is not None:
+        tracing.install(tracing.tracer_of(tracer_provider))
+    return Squall(settings, ctx, backends, app, metrics, delivery, webhook, tracer_provider)

@@ -132,6 +132,10 @@ class Settings:
     events_max_attempts: int = _doc("Attempts before a batch counts as failed and is dropped; 0 = retry until delivered.", 0)
     events_claim_idle: float = _doc("Redis engine: seconds before a node takes over events another (dead) node read but never delivered.", 30.0)
     events_outbox_max_len: int = _doc("Redis engine: the outbox stream's approximate length cap (oldest undelivered events go past it).", 1000000)
+    # --- tracing (OpenTelemetry; docs/OPERATIONS.md "Tracing") -----------
+    tracing: str = _doc("OpenTelemetry spans: off, console (stdout) or otlp (needs the otlp extra).", "off")
+    tracing_service_name: str = _doc("service.name of the spans' resource.", "squall")
+    tracing_otlp_endpoint: str = _doc("OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; empty = OTEL_EXPORTER_OTLP_* or the exporter's default.", "")
     # --- channels --------------------------------------------------------
     channel: Mapping[str, Any] = _doc("Options of channels without a namespace.", default_factory=dict)
     namespaces: tuple[Mapping[str, Any], ...] = _doc("Namespaces: list of tables with `name` and options.", ())
@@ -156,6 +160,7 @@ _CHOICES = {
     "log_format": ("text", "json"),
     "engine": ("memory", "redis"),
     "history": ("memory", "mongo"),
+    "tracing": ("off", "otlp", "console"),
 }
 
 

@@ -1,0 +1,315 @@
+"""OpenTelemetry tracing: spans of an API publish across two Redis-engine nodes, and nothing when off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import msgpack
+import pytest
+import redis.asyncio as aioredis
+import tornado.netutil
+from centrifuge import Client, PublicationContext, SubscribedContext, SubscriptionEventHandler
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tornado.httpclient import AsyncHTTPClient
+
+from channels import redis_envelope as envelope
+from channels import tracing
+from channels.types import Publication
+from handlers.hooks import Hooks
+from server.app import Squall, build
+from server.lifecycle import front_door
+from server.settings import ConfigError, load
+from tests.helpers.backend_app import Backend, backend  # noqa: F401
+from tests.helpers.mongo_server import SecantusFactory, SecantusServer, secantus_factory  # noqa: F401
+from tests.helpers.redis_server import RedisServer, redis_factory, redis_server  # noqa: F401
+from tests.helpers.squall_process import test_config, to_toml
+from tests.helpers.waiting import until
+
+pytestmark = [pytest.mark.redis, pytest.mark.mongo]
+
+API_KEY = "tracing-test-key"
+CHANNEL = "chat:traced"
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """Installs a tracer exporting into memory (what tracing = "console" would print)."""
+    mem = InMemorySpanExporter()
+    tp = tracing.provider("off", "squall-test", exporter=mem)
+    tracing.install(tracing.tracer_of(tp))
+    yield mem
+    tracing.install(None)
+    tp.shutdown()
+
+
+@pytest.fixture
+def no_tracer() -> Iterator[None]:
+    tracing.install(None)
+    yield
+    tracing.install(None)
+
+
+def settings_for(tmp: Path, name: str, redis_url: str, mongo_url: str, **extra: Any) -> Any:
+    cfg = test_config(
+        engine="redis", redis_urls=[redis_url], history="mongo", mongo_url=mongo_url,
+        mongo_database="tracing", api_key=API_KEY, **extra,
+    )
+    path = tmp / f"{name}.toml"
+    path.write_text(to_toml(cfg))
+    return load(str(path), environ={})
+
+
+class Recorder(SubscriptionEventHandler):
+    def __init__(self) -> None:
+        self.data: list[Any] = []
+        self.subscribed = False
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        self.data.append(ctx.pub.data)
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribed = True
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(tmp: Path, redis_url: str, mongo_url: str) -> AsyncIterator[tuple[int, int, list[Squall]]]:
+    """Nodes A and B in this process, each behind its own front door on a free port."""
+    nodes, doors, ports = [], [], []
+    try:
+        for name in ("a", "b"):
+            sq = build(settings_for(tmp, name, redis_url, mongo_url))
+            await sq.start()
+            nodes.append(sq)
+            door = front_door(sq)
+            socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+            door.add_sockets(socks)
+            doors.append(door)
+            ports.append(socks[0].getsockname()[1])
+        yield ports[0], ports[1], nodes
+    finally:
+        for door in doors:
+            door.stop()
+            await door.close_all_connections()
+        for sq in nodes:
+            await sq.close()
+
+
+async def publish_via_api(port: int, data: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    resp = await AsyncHTTPClient().fetch(
+        f"http://127.0.0.1:{port}/api/publish", method="POST",
+        headers={"X-API-Key": API_KEY, **(headers or {})}, body=json.dumps({"channel": CHANNEL, "data": data}),
+    )
+    out: dict[str, Any] = json.loads(resp.body)
+    return out
+
+
+async def envelopes(redis_url: str, into: list[tuple[Publication, str | None]]) -> None:
+    """Every publication envelope on the Redis server, as another node reads it."""
+    r = aioredis.from_url(redis_url)
+    ps = r.pubsub()
+    await ps.psubscribe("*")
+    try:
+        async for msg in ps.listen():
+            if msg["type"] != "pmessage":
+                continue
+            try:
+                env = envelope.unpack(msg["data"])
+            except envelope.BadEnvelope:
+                continue
+            if env.kind == envelope.PUBLICATION:
+                into.append(envelope.traced_publication(env))
+    finally:
+        await ps.aclose()
+        await r.aclose()
+
+
+async def publish_and_receive(tmp: Path, redis_url: str, mongo_url: str, headers: dict[str, str] | None = None) -> list[tuple[Publication, str | None]]:
+    """A subscriber on B; an API publish on A; returns the envelopes seen on Redis."""
+    seen: list[tuple[Publication, str | None]] = []
+    sniffer = asyncio.ensure_future(envelopes(redis_url, seen))
+    try:
+        async with two_nodes(tmp, redis_url, mongo_url) as (port_a, port_b, _):
+            c = Client(f"ws://127.0.0.1:{port_b}/connection/websocket", timeout=5)
+            rec = Recorder()
+            sub = c.new_subscription(CHANNEL, rec)
+            await c.connect()
+            await sub.subscribe()
+            await until(lambda: rec.subscribed, timeout=10, what="subscribed on B")
+            try:
+                assert "result" in await publish_via_api(port_a, {"n": 1}, headers)
+                await until(lambda: rec.data == [{"n": 1}] and len(seen) >= 1, timeout=10, what=f"delivery {rec.data} and envelope {seen}")
+            finally:
+                await c.disconnect()
+    finally:
+        sniffer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sniffer
+    return seen
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_api_publish_on_a_is_one_trace_through_b(
+    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, exporter: InMemorySpanExporter  # noqa: F811
+) -> None:
+    """API span, publish span, durable write span and B's fan-out span share A's trace id."""
+    mongo = secantus_factory()
+    seen = await publish_and_receive(tmp_path, redis_server.url, mongo.url)
+    spans = exporter.get_finished_spans()
+    by_name: dict[str, list[Any]] = {}
+    for s in spans:
+        by_name.setdefault(s.name, []).append(s)
+    api, = by_name["squall.api.publish"]
+    publish, = by_name["squall.publish"]
+    write, = by_name["squall.history.write"]
+    trace_id = api.context.trace_id
+    assert api.parent is None and api.attributes["channel"] == CHANNEL
+    assert publish.parent.span_id == api.context.span_id and publish.context.trace_id == trace_id
+    assert write.parent.span_id == publish.context.span_id and write.attributes["offset"] == 1
+    # only B has a subscriber: one fan-out span, on B, child of A's publish span
+    fan, = by_name["squall.fanout"]
+    node_a, node_b = (str(s.attributes["node"]) for s in (publish, fan))
+    assert node_a != node_b
+    assert fan.context.trace_id == trace_id and fan.parent.span_id == publish.context.span_id
+    assert fan.parent.is_remote and fan.attributes["deliveries"] == 1 and fan.attributes["offset"] == 1
+    # the envelope carried the publish span's context
+    (pub, tp), = seen
+    assert pub.data == {"n": 1}
+    assert tp is not None and tp.split("-")[:3] == ["00", f"{trace_id:032x}", f"{publish.context.span_id:016x}"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_api_request_continues_the_callers_traceparent(
+    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, exporter: InMemorySpanExporter  # noqa: F811
+) -> None:
+    """A traceparent header on the API request makes the API span its child."""
+    mongo = secantus_factory()
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await publish_and_receive(tmp_path, redis_server.url, mongo.url, {"traceparent": caller})
+    api, = (s for s in exporter.get_finished_spans() if s.name == "squall.api.publish")
+    assert f"{api.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert f"{api.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert {s.context.trace_id for s in exporter.get_finished_spans()} == {api.context.trace_id}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_tracing_off_installs_nothing_and_envelopes_carry_no_trace(
+    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, no_tracer: None  # noqa: F811
+) -> None:
+    """Off (the default): no tracer, no spans, and the publication envelope has no tp field."""
+    mongo = secantus_factory()
+    seen = await publish_and_receive(tmp_path, redis_server.url, mongo.url, {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+    assert tracing.current is None
+    (pub, tp), = seen
+    assert pub.data == {"n": 1} and tp is None
+    assert tracing.span("squall.publish", channel="x") is tracing.span("squall.fanout")  # the shared no-op
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_console_mode_installs_a_tracer_until_close(tmp_path: Path, no_tracer: None, capsys: Any) -> None:
+    """tracing = "console" in settings installs a tracer at build; close removes it."""
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(test_config(tracing="console", tracing_service_name="svc-x")))
+    sq = build(load(str(path), environ={}))
+    await sq.start()
+    try:
+        assert tracing.current is not None
+        with tracing.span("squall.probe", channel="c"):
+            pass
+    finally:
+        await sq.close()
+    assert tracing.current is None
+    out = capsys.readouterr().out
+    assert '"name": "squall.probe"' in out and "svc-x" in out
+
+
+def test_unknown_tracing_mode_is_a_config_error(tmp_path: Path) -> None:
+    """tracing must be off, otlp or console."""
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(test_config(tracing="jaeger")))
+    with pytest.raises(ConfigError, match="tracing"):
+        load(str(path), environ={})
+
+
+def test_old_readers_ignore_the_trace_field() -> None:
+    """An envelope with tp unpacks as five fields and its record reads as a plain publication."""
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    raw = envelope.pack("n1", envelope.PUBLICATION, envelope.record_payload(Publication(data={"a": 1}), tp))
+    node, kind, offset, epoch, payload = msgpack.unpackb(raw, raw=True)  # what an older node does
+    old = Publication.from_record(msgpack.unpackb(payload, raw=False))
+    assert old.data == {"a": 1} and kind == b"p"
+    assert envelope.traced_publication(envelope.unpack(raw)) == (envelope.publication(envelope.unpack(raw)), tp)
+    plain = envelope.pack("n1", envelope.PUBLICATION, envelope.record_payload(Publication(data={"a": 1})))
+    assert envelope.TRACEPARENT not in msgpack.unpackb(msgpack.unpackb(plain, raw=True)[4], raw=False)
+    assert envelope.traced_publication(envelope.unpack(plain))[1] is None
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_client_publish_spans_proxy_hook_append_and_fanout(
+    tmp_path: Path, backend: Backend, exporter: InMemorySpanExporter  # noqa: F811
+) -> None:
+    """Memory engine: a client publish through the publish proxy and an on_publish hook is one trace."""
+    seen_by_hook: list[Any] = []
+
+    async def on_publish(info: Any, channel: str, data: Any) -> Any:
+        seen_by_hook.append(data)
+        return data
+
+    cfg = test_config(proxy_publish_endpoint=backend.url("/publish"))
+    cfg["namespaces"] = [{**ns, "proxy_publish": True} if ns["name"] == "chat" else ns for ns in cfg["namespaces"]]
+    path = tmp_path / "m.toml"
+    path.write_text(to_toml(cfg))
+    sq = build(load(str(path), environ={}), Hooks(on_publish=on_publish))
+    await sq.start()
+    door = front_door(sq)
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    door.add_sockets(socks)
+    c = Client(f"ws://127.0.0.1:{socks[0].getsockname()[1]}/connection/websocket", timeout=5)
+    try:
+        rec = Recorder()
+        sub = c.new_subscription(CHANNEL, rec)
+        await c.connect()
+        await sub.subscribe()
+        await until(lambda: rec.subscribed, timeout=10, what="subscribed")
+        await sub.publish({"n": 2})
+        await until(lambda: rec.data == [{"n": 2}], timeout=10, what="delivery")
+    finally:
+        await c.disconnect()
+        door.stop()
+        await door.close_all_connections()
+        await sq.close()
+    assert seen_by_hook == [{"n": 2}] and len(backend.got("/publish")) == 1
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    root = spans["squall.client.publish"]
+    assert root.parent is None and root.attributes["channel"] == CHANNEL
+    for name, parent in (("squall.proxy", "squall.client.publish"), ("squall.hook", "squall.client.publish"),
+                         ("squall.publish", "squall.client.publish"), ("squall.history.append", "squall.publish"),
+                         ("squall.fanout", "squall.publish")):
+        assert spans[name].parent.span_id == spans[parent].context.span_id, name
+        assert spans[name].context.trace_id == root.context.trace_id
+    assert spans["squall.proxy"].attributes["event"] == "publish"
+    assert spans["squall.hook"].attributes["hook"] == "on_publish"
+    assert spans["squall.fanout"].attributes["deliveries"] == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_otlp_mode_builds_or_names_the_missing_extra(tmp_path: Path, no_tracer: None) -> None:
+    """tracing = "otlp": a tracer when the exporter is installed, else a ConfigError naming the extra."""
+    path = tmp_path / "o.toml"
+    path.write_text(to_toml(test_config(tracing="otlp", tracing_otlp_endpoint="http://127.0.0.1:9/v1/traces")))
+    settings = load(str(path), environ={})
+    try:
+        import opentelemetry.exporter.otlp.proto.http  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"tracing: .*squall\[otlp\]"):
+            build(settings)
+        assert tracing.current is None
+        return
+    sq = build(settings)
+    await sq.start()
+    assert tracing.current is not None
+    await sq.close()
+    assert tracing.current is None
