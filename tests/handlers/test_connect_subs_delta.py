@@ -83,3 +83,19 @@ async def test_connect_subs_tf_disconnects(ws_url: str) -> None:
     await c.send({"id": 1, "connect": {"token": make_token(SECRET, "alice", channels=["dash:x"]), "subs": {"dash:x": {"tf": LEAF}}}})
     code, _ = await c.wait_closed()
     assert code == 3501
+
+
+def test_protobuf_connect_subs_reach_the_same_parse() -> None:
+    """A protobuf ConnectRequest's subs (map<string, SubscribeRequest>) keep delta and tf, so tf there is 3501 too."""
+    from handlers.codec_protobuf import to_command
+    from handlers.proto import client_pb2 as pb
+
+    cmd = pb.Command(id=1)
+    cmd.connect.subs["dash:x"].delta = "fossil"
+    cmd.connect.subs["dash:y"].recover = True
+    parsed = to_command(cmd.SerializeToString())
+    assert ConnectRequest.parse(parsed.params).subs == {"dash:x": {"delta": "fossil"}, "dash:y": {"recover": True}}
+    cmd.connect.subs["dash:z"].tf.key = "t"
+    with pytest.raises(errors.Disconnect) as e:
+        ConnectRequest.parse(to_command(cmd.SerializeToString()).params)
+    assert e.value.code == 3501
