@@ -45,10 +45,10 @@ def _sessions(hub: Hub, msg: dict[str, Any]) -> list[Controllable]:
 
 
 class HookSender:
-    """The :class:`handlers.hooks.ClientSender` hooks get: a local client is
-    written to directly (no broker round trip, and no second copy: the
-    ``message`` op finds it on this node only when sent through the broker
-    instead); any other id goes through the ``message`` control op."""
+    """The :class:`handlers.hooks.ClientSender` hooks get. A client of this
+    node is written to directly and the broker is not used, so it cannot get
+    a second copy from the ``message`` op; any other id goes through that op
+    to every node."""
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
@@ -67,6 +67,7 @@ def register_controls(hub: Hub, hooks: Hooks | None = None) -> None:
     """The control ops of this node; hands ``hooks.setup`` its ClientSender."""
     if hooks is not None and hooks.setup is not None:
         hooks.setup(HookSender(hub))
+
     def disconnect(msg: dict[str, Any]) -> None:
         code = int(msg.get("code", errors.FORCE_NO_RECONNECT.code))
         reason = str(msg.get("reason", "")) or errors.FORCE_NO_RECONNECT.reason

@@ -71,7 +71,7 @@ class ClientSender(Protocol):
         ...
 
 
-# called once with the node's ClientSender, before the node serves (keep it for later hooks)
+# called once per node built, with its ClientSender, before it serves (keep it for later hooks)
 SetupHook = Callable[[ClientSender], None]
 
 
