@@ -13,13 +13,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-import msgpack
 
 from channels import errors, fanout, positioning, recovery, resync, tracing
 from channels.broker import Broker
 from channels.clients import ClientRegistry
+from channels.control_bus import ControlBus, ControlHandler
 from channels.delta_fanout import Delivery
 from channels.events import HubEvents
 from channels.errors import BackendUnavailable
@@ -40,7 +40,6 @@ from channels.types import (
 
 log = logging.getLogger("squall.hub")
 
-ControlHandler = Callable[[dict[str, Any]], None]
 
 
 @dataclass(slots=True)
@@ -89,7 +88,7 @@ class Hub(ClientRegistry):
         self.recovery_limit = recovery_max_publication_limit
         self.stats = HubStats()
         self._channels: dict[str, ChannelState] = {}
-        self._control: dict[str, ControlHandler] = {}
+        self._control = ControlBus()
         self._nodes = NodeRegistry(self.node_id, self.NODE_EXPIRE)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[Any]] = set()
@@ -134,11 +133,10 @@ class Hub(ClientRegistry):
 
     def register_control(self, op: str, handler: ControlHandler) -> None:
         """Upper layers handle node-to-node control ops (disconnect, subscribe...)."""
-        self._control[op] = handler
+        self._control.register(op, handler)
 
     async def send_control(self, op: str, **payload: Any) -> None:
-        payload["op"] = op
-        await self.broker.publish_control(msgpack.packb(payload, use_bin_type=True))
+        await self.broker.publish_control(ControlBus.pack(op, payload))
 
     @property
     def num_channels(self) -> int:
@@ -370,17 +368,7 @@ class Hub(ClientRegistry):
             fanout.join_leave(ch, channel, "leave", info)
 
     def on_control(self, data: bytes) -> None:
-        try:
-            msg = msgpack.unpackb(data, raw=False)
-            handler = self._control.get(msg.get("op", ""))
-        except (ValueError, TypeError, AttributeError, msgpack.UnpackException):
-            log.warning("dropping malformed control message")
-            return
-        if handler is not None:
-            try:
-                handler(msg)
-            except Exception:
-                log.exception("control handler %s failed", msg.get("op"))
+        self._control.dispatch(data)
 
     def on_broker_resync(self) -> None:
         """The broker reconnected: check every stream for what we may have missed."""
