@@ -49,10 +49,10 @@ connection. See squall.handlers.hooks for every hook's signature.
 
 from squall.channels.errors import Disconnect, DisconnectCode, PermissionDenied, SquallError
 from squall.channels.types import ClientInfo
-from squall.handlers.hooks import ConnectDecision, ConnectEvent, Hooks
+from squall.handlers.hooks import ClientSender, ConnectDecision, ConnectEvent, Hooks
 
 __all__ = [
-    "ClientInfo", "ConnectDecision", "ConnectEvent", "Disconnect", "DisconnectCode", "Hooks",
+    "ClientInfo", "ClientSender", "ConnectDecision", "ConnectEvent", "Disconnect", "DisconnectCode", "Hooks",
     "PermissionDenied", "SquallError",
 ]
 '''

@@ -26,7 +26,9 @@ OWN = ("server", "handlers", "channels", "loadtest")
 DECOY = 'raise ImportError("the foreign top-level package {name!r} was imported")\n'
 HOOKS = '''"""A user's own hooks, outside Squall's checkout."""
 
-from squall.hooks import ClientInfo, Hooks
+from squall.hooks import ClientInfo, ClientSender, Hooks
+
+SENDERS: list[ClientSender] = []  # the handle a hook keeps to push to any client
 
 
 async def whoami(client: ClientInfo, data: object) -> object:
@@ -34,7 +36,7 @@ async def whoami(client: ClientInfo, data: object) -> object:
 
 
 def make() -> Hooks:
-    return Hooks(rpc={"whoami": whoami})
+    return Hooks(rpc={"whoami": whoami}, setup=SENDERS.append)
 '''
 
 
