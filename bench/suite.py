@@ -202,6 +202,7 @@ def median_run(runs: list[dict[str, Any]], path: str = "latency_ms.p99") -> dict
     ranked = sorted(runs, key=figure)
     chosen = dict(ranked[len(ranked) // 2])
     chosen["runs"] = [dig(r, path) for r in runs]
+    chosen["runs_server"] = [r.get("server", {}) for r in runs]  # each run's CPU, RSS and GC figures
     chosen["median_of"] = path
     chosen["exit_status"] = max(r["exit_status"] for r in runs)  # a failed repeat fails the scenario
     return chosen
@@ -333,7 +334,23 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     if sruns and fruns:
         detail += (f" (medians of Squall {', '.join(f'{x:,.0f}' for x in sruns)}/s and "
                    f"the floor {', '.join(f'{x:,.0f}' for x in fruns)}/s)")
+    if sruns and fruns and len(sruns) == len(fruns):
+        # the repeats interleave the two servers: a round's pair shared the machine's load
+        per_round = sorted(x / y for x, y in zip(sruns, fruns) if y)
+        if per_round:
+            detail += (f"; per-round ratios {', '.join(f'{x:.2f}' for x in per_round)}, "
+                       f"median {per_round[len(per_round) // 2]:.2f}x")
     check("issue 19: connection setup rate >= 1.0x the asyncio floor", None if a is None or b is None else a >= b, detail)
+    cpu = [x.get("cpu_us_per_connect") for x in idle.get("runs_server", [])]
+    fcpu = [x.get("cpu_us_per_connect") for x in fl.get("idle", {}).get("runs_server", [])]
+    if cpu and fcpu:
+        out.append(f"- info server CPU µs per connect, every run: Squall {', '.join(fmt(x, '.0f') for x in cpu)}; "
+                   f"the floor {', '.join(fmt(x, '.0f') for x in fcpu)}")
+    gcs = [x.get("gc_pause_max_ms") for x in idle.get("runs_server", [])]
+    kib = [x.get("kib_per_connection") for x in idle.get("runs_server", [])]
+    if gcs or kib:
+        out.append(f"- info idle, every Squall run: KiB/connection {', '.join(fmt(x, '.2f') for x in kib)}; "
+                   f"longest GC pause ms {', '.join(fmt(x, '.1f') for x in gcs)}")
     a, b = dig(idle, "server.cpu_us_per_connect"), dig(fl.get("idle", {}), "server.cpu_us_per_connect")
     out.append(f"- info server CPU per connect: Squall {fmt(a, '.0f')} µs, the floor {fmt(b, '.0f')} µs ({ratio(a, b)})")
     n = idle.get("ready")
@@ -403,15 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     load0 = os.getloadavg()
     for scen in scenarios:
-        for name in servers:
-            if scen in NEEDS_HISTORY and name != "squall":
-                continue
-            sargs = SCENARIOS[scen][1 if args.full else 0]
-            if scen == "idle" and args.idle_connections > 0:
-                sargs = with_flag(sargs, "--connections", str(args.idle_connections))
-            repeats = max(1, args.repeat) if scen in REPEATED else 1
-            runs: list[dict[str, Any]] = []
-            for k in range(repeats):
+        names = [n for n in servers if scen not in NEEDS_HISTORY or n == "squall"]
+        sargs = SCENARIOS[scen][1 if args.full else 0]
+        if scen == "idle" and args.idle_connections > 0:
+            sargs = with_flag(sargs, "--connections", str(args.idle_connections))
+        repeats = max(1, args.repeat) if scen in REPEATED else 1
+        runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        # Repeats interleave the servers (the order alternating per round), so
+        # a stretch of load from other work on these shared cores hits both.
+        for k in range(repeats):
+            for name in (names if k % 2 == 0 else names[::-1]):
                 print(f"== {scen} vs {name}" + (f" (run {k + 1} of {repeats})" if repeats > 1 else "") + " ...", flush=True)
                 server = None
                 try:
@@ -422,19 +440,20 @@ def main(argv: list[str] | None = None) -> int:
                         gc_max = squall_gc_pause_max(server.port)
                         if gc_max is not None:
                             one.setdefault("server", {})["gc_pause_max_ms"] = gc_max * 1000
-                    runs.append(one)
+                    runs[name].append(one)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     print(f"   FAILED: {e}", flush=True)
                     failed = True
                 finally:
                     if server is not None:
                         server.stop()
-            if not runs:
+        for name in names:
+            if not runs[name]:
                 continue
-            r = median_run(runs, REPEATED[scen]) if repeats > 1 else runs[0]
+            r = median_run(runs[name], REPEATED[scen]) if repeats > 1 else runs[name][0]
             results.setdefault(name, {})[scen] = r
-            print("   " + progress(scen, r) + (f"; {r['median_of']} of the {repeats} runs: {r['runs']}, the median run "
-                                             "shown" if repeats > 1 else ""), flush=True)
+            print(f"   {name}: " + progress(scen, r) + (f"; {r['median_of']} of the {repeats} runs: {r['runs']}, "
+                                                     "the median run shown" if repeats > 1 else ""), flush=True)
             if r["exit_status"] != 0:
                 failed = True
     table = markdown(results, servers)
