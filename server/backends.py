@@ -32,6 +32,7 @@ def build_history(settings: Settings) -> HistoryStore:
             write_concern=settings.mongo_write_concern,
             batch_window_ms=settings.mongo_batch_window_ms,
             batch_size=settings.mongo_batch_size,
+            timeout_ms=settings.mongo_timeout_ms,
         )
     from channels.history_memory import MemoryHistoryStore
 

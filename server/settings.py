@@ -65,6 +65,7 @@ class Settings:
     mongo_write_concern: str = _doc("Write concern w: '', 'majority' or a number; '' = driver default.", "")
     mongo_batch_window_ms: float = _doc("Milliseconds concurrent publications wait to share one insert_many.", 2.0)
     mongo_batch_size: int = _doc("Most publications in one insert_many.", 500)
+    mongo_timeout_ms: int = _doc("How long a MongoDB call waits for a server (selection, connect; sockets twice that) before the client gets 100.", 3000)
     # --- auth --------------------------------------------------------------
     token_hmac_secret_key: str = _doc("HS256 secret for connection/subscription JWTs.", "")
     token_rsa_public_key: str = _doc("RS256 public key: PEM text or a file path.", "")
@@ -174,7 +175,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("processes", "must be >= 0")
     if s.processes != 1 and s.engine != "redis":
         raise ConfigError("processes", "more than one process needs engine = \"redis\"")
-    for key in ("ping_interval", "pong_timeout", "max_message_size", "client_queue_max_size"):
+    for key in ("ping_interval", "pong_timeout", "max_message_size", "client_queue_max_size", "mongo_timeout_ms"):
         if getattr(s, key) <= 0:
             raise ConfigError(key, "must be > 0")
     if s.api_key == DEMO_API_KEY and s.host not in LOOPBACK_HOSTS:

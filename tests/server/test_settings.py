@@ -53,6 +53,7 @@ def test_settings_are_frozen() -> None:
         ("engine = 'postgres'", "engine"),
         ("colour = 'red'", "colour"),
         ("ping_interval = -1", "ping_interval"),
+        ("mongo_timeout_ms = 0", "mongo_timeout_ms"),
         ("processes = 2", "processes"),
         ("[[namespaces]]\nname = 'x'\nhistroy_size = 1", "namespaces[0].histroy_size"),
         ("[channel]\npresence = 'maybe'", "channel.presence"),
@@ -194,3 +195,12 @@ def test_default_url_spelt_out_in_a_file_is_not_refused(tmp_path: Path) -> None:
         load(None, environ={}, overrides={"redis_urls": ("redis://127.0.0.1:6379/0",)})
     with pytest.raises(ConfigError, match="--history mongo"):
         load(None, environ={"SQUALL_MONGO_URL": "mongodb://127.0.0.1:27017"})
+
+
+def test_mongo_timeout_reaches_the_store(tmp_path: Path) -> None:
+    """mongo_timeout_ms is what the history store's connection waits for a server (an outage answers 100 after it)."""
+    from server.backends import build_history
+
+    s = load(write(tmp_path, "history = 'mongo'\nmongo_timeout_ms = 250"), environ={})
+    assert build_history(s)._conn.timeout_ms == 250  # type: ignore[attr-defined]
+    assert build_history(load(None, environ={"SQUALL_HISTORY": "mongo"}))._conn.timeout_ms == 3000  # type: ignore[attr-defined]
