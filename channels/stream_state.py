@@ -42,7 +42,7 @@ class ChannelState:
 
     __slots__ = (
         "subs", "recovering", "observers", "ahead", "last_offset", "epoch", "opts", "ready", "special", "delta_prev",
-        "last_pub",
+        "last_pub", "known",
     )
 
     def __init__(self, opts: NamespaceOptions) -> None:
@@ -56,6 +56,10 @@ class ChannelState:
         self.ahead: dict[Subscriber, int] = {}
         self.last_offset = 0
         self.epoch = ""
+        # whether ``last_offset`` is a real position (read from the stream or
+        # set by a delivery): 0 of an empty stream is one, and a publication
+        # 2 arriving after it shows that 1 was missed
+        self.known = False
         self.opts = opts
         # set once the broker subscription is in place
         self.ready: asyncio.Future[None] | None = None
@@ -74,8 +78,9 @@ class ChannelState:
             return Verdict.EPOCH
         if pub.offset <= self.last_offset:
             return Verdict.DUPLICATE  # e.g. redelivered after a resubscribe
-        gap = bool(self.last_offset) and pub.offset != self.last_offset + 1 and not self.opts.latest_value
+        gap = self.known and pub.offset != self.last_offset + 1 and not self.opts.latest_value
         self.last_offset = pub.offset
+        self.known = True
         if pub.epoch:
             self.epoch = pub.epoch
         return Verdict.GAP if gap else Verdict.DELIVER
@@ -93,6 +98,7 @@ class ChannelState:
         reset = bool(self.epoch) and bool(self.subs)
         self.epoch = epoch
         self.last_offset = offset
+        self.known = True
         self.ahead.clear()
         return not reset
 

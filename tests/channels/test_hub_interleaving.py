@@ -286,9 +286,12 @@ def test_every_subscriber_sees_a_gap_free_stream_or_a_flag(ops: list[tuple[Any, 
         [("join",), ("release", 0), ("release", 0), ("release", 0), ("publish",), ("publish",), ("reconnect", 0), ("release", 0), ("deliver",), ("release", 0), ("deliver",)],
         # Recovery over a hole in history must not claim recovered.
         [("join",), ("release", 0), ("release", 0), ("release", 0), ("publish",), ("deliver",), ("reconnect", 0), ("publish",), ("publish",), ("publish",), ("hide", 3), ("release", 0), ("release", 0)],
+        # The first subscriber read an empty stream (top 0); 1 is lost on a
+        # reconnect whose resync is still reading; 2 arrives: a gap from 0.
+        [("join",), ("release", 0), ("release", 0), ("publish",), ("lose",), ("release", 0), ("publish",), ("deliver",)],
     ],
-    ids=["joiner-while-in-flight", "recovery-while-in-flight", "recovery-over-hole"],
+    ids=["joiner-while-in-flight", "recovery-while-in-flight", "recovery-over-hole", "gap-after-empty-stream"],
 )
 def test_known_interleavings(ops: list[tuple[Any, ...]]) -> None:
-    """The interleavings that broke the promise before (joiner, recovering joiner, history hole)."""
+    """The interleavings that broke the promise before (joiner, recovering joiner, history hole, gap from 0)."""
     asyncio.run(run_model(ops))
