@@ -78,7 +78,7 @@ class RedisBroker:
         self._ping_timeout = ping_timeout
         self._reconnect_cap = reconnect_cap
         self._connect_wait = socket_timeout * 3
-        self._publish_scripts = [self._shards.client(b).register_script(PUBLISH) for b in range(self._shards.n_buckets)]
+        self._publish_script = self._shards.commands(0).script(PUBLISH)
         self._reader = StreamReader(self._shards, history, self._initial_top)
         self._persist = (
             PersistLog(
@@ -317,14 +317,14 @@ class RedisBroker:
             channel,
             "1" if self._cluster else "0",
         ]
-        script = self._publish_scripts[keys.bucket]
+        commands = self._shards.commands(keys.bucket)
         script_keys = [keys.meta, keys.window, keys.persist]
         async with redis_call("publish"):
-            res = await script(keys=script_keys, args=args)
+            res = await commands.run_script(self._publish_script, script_keys, args)
         if res[0] == -1:
             args[7] = await self._initial_top(channel)
             async with redis_call("publish"):
-                res = await script(keys=script_keys, args=args)
+                res = await commands.run_script(self._publish_script, script_keys, args)
         offset, epoch, entry_id = int(res[0]), text(res[1]), res[2]
         if self._persist is not None:
             stored = dataclasses.replace(pub, offset=offset, epoch=epoch)

@@ -37,10 +37,10 @@ class RedisPresenceManager:
         self._shards = RedisShards(
             urls, prefix=prefix, cluster=cluster, socket_timeout=socket_timeout, connect_timeout=socket_timeout
         )
-        n = self._shards.n_buckets
-        self._add = [self._shards.client(b).register_script(PRESENCE_ADD) for b in range(n)]
-        self._remove = [self._shards.client(b).register_script(PRESENCE_REMOVE) for b in range(n)]
-        self._get = [self._shards.client(b).register_script(PRESENCE_GET) for b in range(n)]
+        commands = self._shards.commands(0)
+        self._add = commands.script(PRESENCE_ADD)
+        self._remove = commands.script(PRESENCE_REMOVE)
+        self._get = commands.script(PRESENCE_GET)
         self._healthy = True
 
     async def start(self) -> None:
@@ -70,21 +70,24 @@ class RedisPresenceManager:
         key_ttl = max(1, int(self._ttl * 2) + 1)
         packed = msgpack.packb(info.to_dict(), use_bin_type=True)
         async with self._tracked("presence add"):
-            await self._add[k.bucket](
-                keys=[k.presence_zset, k.presence_hash],
-                args=[repr(time.time() + self._ttl), info.client, packed, key_ttl],
+            await self._shards.commands(k.bucket).run_script(
+                self._add,
+                [k.presence_zset, k.presence_hash],
+                [repr(time.time() + self._ttl), info.client, packed, key_ttl],
             )
 
     async def remove(self, channel: str, client_id: str) -> None:
         k = self._shards.keys(channel)
         async with self._tracked("presence remove"):
-            await self._remove[k.bucket](keys=[k.presence_zset, k.presence_hash], args=[client_id])
+            await self._shards.commands(k.bucket).run_script(
+                self._remove, [k.presence_zset, k.presence_hash], [client_id]
+            )
 
     async def _live(self, channel: str) -> list[ClientInfo]:
         k = self._shards.keys(channel)
         async with self._tracked("presence"):
-            raw = await self._get[k.bucket](
-                keys=[k.presence_zset, k.presence_hash], args=[repr(time.time())]
+            raw = await self._shards.commands(k.bucket).run_script(
+                self._get, [k.presence_zset, k.presence_hash], [repr(time.time())]
             )
         out: list[ClientInfo] = []
         for item in raw:

@@ -42,14 +42,14 @@ class StreamReader:
         self._shards = shards
         self._history = history
         self._initial_top = initial_top
-        self._scripts = [shards.client(b).register_script(HISTORY) for b in range(shards.n_buckets)]
+        self._script = shards.commands(0).script(HISTORY)
         self.persist_fills = 0  # offsets a read took from the persist log
 
     async def read_stream(
         self, channel: str, keys: ChannelKeys, opts: StreamOptions, query: HistoryQuery
     ) -> tuple[StreamPosition, list[Publication]]:
         """The stream's position and the window entries ``query`` needs (one script call)."""
-        script = self._scripts[keys.bucket]
+        commands = self._shards.commands(keys.bucket)
         args: list[Any] = [
             new_epoch(),
             -1 if self._history is not None else 0,
@@ -60,11 +60,11 @@ class StreamReader:
             opts.history_size,
         ]
         async with redis_call("history"):
-            res = await script(keys=[keys.meta, keys.window], args=args)
+            res = await commands.run_script(self._script, [keys.meta, keys.window], args)
         if res[0] == -1:
             args[1] = await self._initial_top(channel)
             async with redis_call("history"):
-                res = await script(keys=[keys.meta, keys.window], args=args)
+                res = await commands.run_script(self._script, [keys.meta, keys.window], args)
         top = StreamPosition(int(res[0]), text(res[1]))
         pubs: list[Publication] = []
         for raw in res[2]:

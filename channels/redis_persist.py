@@ -80,7 +80,7 @@ class PersistLog:
         self._interval = interval
         self._batch = batch
         self._write_timeout = write_timeout
-        self._ack_scripts = [shards.client(b).register_script(ACK) for b in range(shards.n_buckets)]
+        self._ack_script = shards.commands(0).script(ACK)
         self._writing: dict[Key, asyncio.Future[None]] = {}  # entries in a write of this node
         self._stored: OrderedDict[Key, None] = OrderedDict()  # stored after the caller timed out
 
@@ -118,7 +118,7 @@ class PersistLog:
             self._stored.popitem(last=False)
 
     async def ack(self, bucket: int, entry_ids: list[bytes]) -> None:
-        await self._ack_scripts[bucket](keys=[self._shards.persist_key(bucket)], args=[GROUP, *entry_ids])
+        await self._shards.commands(bucket).run_script(self._ack_script, [self._shards.persist_key(bucket)], [GROUP, *entry_ids])
 
     async def run(self) -> None:
         """Forever: claim and persist abandoned entries of every bucket."""

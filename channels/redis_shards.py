@@ -30,6 +30,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from channels.redis_batch import CommandPipeline, Commands, DirectCommands
+
 CLUSTER_BUCKETS = 64
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
@@ -202,6 +204,11 @@ class RedisShards:
                 )
                 self._clients.append(Redis(connection_pool=pool))
             self.n_buckets = len(self._urls)
+        # The publish path's calls: pipelined per server; one by one in a
+        # cluster, whose client routes every call on its own.
+        self._commands: list[Commands] = (
+            [DirectCommands(self._cluster)] if self._cluster is not None else [CommandPipeline(c) for c in self._clients]
+        )
 
     def _master_client(self, addr: SentinelAddress, max_connections: int, common: dict[str, Any]) -> Redis:
         """A client of the master the sentinels name; it asks them again for every new connection."""
@@ -235,6 +242,8 @@ class RedisShards:
             await self._cluster.nodes_manager.initialize()
 
     async def close(self) -> None:
+        for commands in self._commands:
+            await commands.close()
         if self._cluster is not None:
             await self._cluster.aclose()
         for client in self._clients:
@@ -273,11 +282,13 @@ class RedisShards:
             return self._cluster
         return self._clients[bucket]
 
+    def commands(self, bucket: int) -> Commands:
+        """The publish path's calls for ``bucket`` (channels/redis_batch.py)."""
+        return self._commands[0] if self._cluster is not None else self._commands[bucket]
+
     async def publish(self, bucket: int, topic: bytes, data: bytes) -> int:
         """PUBLISH, or SPUBLISH in a cluster (routed by the topic's hash tag)."""
-        if self._cluster is not None:
-            return int(await self._cluster.spublish(topic, data))
-        return int(await self._clients[bucket].publish(topic, data))
+        return await self.commands(bucket).publish(topic, data)
 
     def endpoints(self) -> list[Endpoint]:
         """Servers that need a pub/sub connection, with the buckets they hold."""
