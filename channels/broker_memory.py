@@ -23,8 +23,9 @@ class MemoryBroker:
     see offsets in order.
     """
 
-    def __init__(self, history: HistoryStore) -> None:
+    def __init__(self, history: HistoryStore, tracer: tracing.Tracer | None = None) -> None:
         self._history = history
+        self._tracer = tracer  # None: tracing off
         self._handler: BrokerEventHandler | None = None
 
     async def start(self, handler: BrokerEventHandler) -> None:
@@ -47,7 +48,7 @@ class MemoryBroker:
         self, channel: str, pub: Publication, opts: StreamOptions
     ) -> StreamPosition:
         if opts.enabled:
-            with tracing.span("squall.history.append", channel=channel):
+            with tracing.span(self._tracer, "squall.history.append", channel=channel):
                 pub = await self._history.append(channel, pub, opts)
         assert self._handler is not None, "broker not started"
         self._handler.on_publication(channel, pub)

@@ -65,8 +65,10 @@ class RedisBroker:
         claim_interval: float = 2.0,
         claim_min_idle: float = 5.0,
         write_timeout: float = 5.0,
+        tracer: tracing.Tracer | None = None,
     ) -> None:
         self.node_id = node_id
+        self._tracer = tracer  # None: tracing off
         self._node = node_id.encode()
         self._history = history
         self._hot_window = max(1, hot_window)
@@ -252,7 +254,7 @@ class RedisBroker:
                 if p.time:
                     self.lag_count += 1
                     self.lag_seconds += max(0.0, time.time() - p.time / 1000.0)
-                tracer = tracing.current
+                tracer = self._tracer
                 if tp is None or tracer is None:
                     handler.on_publication(channel, p)
                 else:  # the hub's fan-out span becomes a child of the publisher's
@@ -295,7 +297,7 @@ class RedisBroker:
 
     async def _publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
         keys = self._shards.keys(channel)
-        record = envelope.record_payload(pub, tracing.traceparent())
+        record = envelope.record_payload(pub, None if self._tracer is None else self._tracer.traceparent())
         if not opts.enabled:
             data = envelope.pack(self.node_id, envelope.PUBLICATION, record)
             async with redis_call("publish"):
@@ -336,7 +338,7 @@ class RedisBroker:
     ) -> None:
         assert self._persist is not None
         try:
-            with tracing.span("squall.history.write", channel=channel, offset=pub.offset, node=self.node_id):
+            with tracing.span(self._tracer, "squall.history.write", channel=channel, offset=pub.offset, node=self.node_id):
                 await self._persist.write(channel, [pub], opts)
         except Exception as e:  # the store's own error types are unknown here
             # Delivered live already; the entry stays pending and a claimer

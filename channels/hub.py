@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-from channels import errors, fanout, positioning, recovery, resync, tracing
+from channels import errors, fanout, positioning, recovery, resync
 from channels.broker import Broker
 from channels.clients import ClientRegistry
 from channels.control_bus import ControlBus, ControlHandler
@@ -29,6 +29,7 @@ from channels.positioning import SubscribeOutcome
 from channels.presence import PresenceManager
 from channels.presence_local import LocalPresence
 from channels.stream_state import ChannelState, Verdict
+from channels.tracing import Tracer
 from channels.transport import Subscriber
 from channels.types import (
     ClientInfo,
@@ -76,6 +77,7 @@ class Hub(ClientRegistry):
         node_name: str = "",
         presence_ttl: float = 60.0,
         recovery_max_publication_limit: int = 1000,
+        tracer: Tracer | None = None,
     ) -> None:
         super().__init__()
         self.broker = broker
@@ -86,6 +88,7 @@ class Hub(ClientRegistry):
         self.node_name = node_name or self.node_id[:8]
         self.presence_ttl = presence_ttl
         self.recovery_limit = recovery_max_publication_limit
+        self.tracer = tracer  # None: tracing off (channels.tracing)
         self.stats = HubStats()
         self._channels: dict[str, ChannelState] = {}
         self._control = ControlBus()
@@ -302,8 +305,12 @@ class Hub(ClientRegistry):
         if opts is None:
             opts = self.namespaces.lookup(channel)
         pub = Publication(data=data, info=info, tags=tags, time=int(time.time() * 1000))
-        with tracing.span("squall.publish", channel=channel, node=self.node_id):
+        tracer = self.tracer
+        if tracer is None:
             pos = await self.broker.publish(channel, pub, opts.stream)
+        else:
+            with tracer.span("squall.publish", {"channel": channel, "node": self.node_id}):
+                pos = await self.broker.publish(channel, pub, opts.stream)
         self.stats.publications += 1
         if self.events is not None:
             self.events.publication(channel, pub, pos)
@@ -339,7 +346,7 @@ class Hub(ClientRegistry):
         for buf in ch.recovering.values():
             buf.append(pub)
         if ch.subs:
-            tracer = tracing.current  # the one check per publication while tracing is off
+            tracer = self.tracer  # the one check per publication while tracing is off
             if tracer is None:
                 self.stats.deliveries += fanout.publication(ch, channel, pub)
             else:

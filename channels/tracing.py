@@ -1,12 +1,14 @@
-"""OpenTelemetry tracing, off unless the server installs a tracer at start-up.
+"""OpenTelemetry tracing, off unless the server's assembly builds a tracer.
 
 Lives in channels/ so that both channels/ and handlers/ can reach it without
-importing upward. Off, :data:`current` is ``None``: call sites on hot paths
-test it once per publication and create nothing; :func:`span` hands back one
-shared ``nullcontext``. On, spans nest through OpenTelemetry's context
-(contextvars), and :func:`traceparent` / :func:`remote_parent` carry the W3C
-trace context across the broker to other nodes (docs/OPERATIONS.md,
-"Tracing").
+importing upward. There is no process-wide tracer: server/app.py builds one
+:class:`Tracer` (or None, off) and hands it to what traces (hub, broker,
+handler context), so two apps in one process trace independently. Off, hot
+paths test their ``tracer`` once per publication and create nothing;
+:func:`span` hands back one shared, stateless ``nullcontext``. On, spans nest
+through OpenTelemetry's context (contextvars), and :meth:`Tracer.traceparent`
+/ :meth:`Tracer.remote_parent` carry the W3C trace context across the broker
+to other nodes (docs/OPERATIONS.md, "Tracing").
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 MODES = ("off", "otlp", "console")
 _PROPAGATOR = TraceContextTextMapPropagator()
-_OFF: ContextManager[Any] = contextlib.nullcontext()
+OFF: ContextManager[Any] = contextlib.nullcontext()  # stateless: entering it changes nothing
 
 
 class Tracer:
@@ -52,26 +54,12 @@ class Tracer:
             otel_context.detach(token)
 
 
-# Set once at start-up by the server's assembly (server/app.py); None = off.
-current: Tracer | None = None
-
-
-def install(tracer: Tracer | None) -> None:
-    global current
-    current = tracer
-
-
-def span(name: str, **attrs: Any) -> ContextManager[Any]:
-    """A span when tracing is on; a shared no-op context otherwise."""
-    t = current
-    if t is None:
-        return _OFF
-    return t.span(name, attrs)
-
-
-def traceparent() -> str | None:
-    t = current
-    return None if t is None else t.traceparent()
+def span(tracer: Tracer | None, name: str, **attrs: Any) -> ContextManager[Any]:
+    """A span of ``tracer``; with None (off) the shared no-op context, so
+    call sites off the hot paths need no ``if`` of their own."""
+    if tracer is None:
+        return OFF
+    return tracer.span(name, attrs)
 
 
 def provider(mode: str, service_name: str, endpoint: str = "", exporter: Any = None) -> Any:
@@ -104,5 +92,6 @@ def provider(mode: str, service_name: str, endpoint: str = "", exporter: Any = N
     return tp
 
 
-def tracer_of(tp: Any) -> Tracer:
-    return Tracer(tp.get_tracer("squall"))
+def tracer_of(tp: Any) -> Tracer | None:
+    """The Squall tracer over provider ``tp``; None (off) for None."""
+    return None if tp is None else Tracer(tp.get_tracer("squall"))

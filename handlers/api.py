@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import tornado.web
 
-from channels import errors, tracing
+from channels import errors
 from handlers.api_methods import ServerApi
 from handlers.context import Context
 from handlers.protocol import JSON
@@ -109,7 +109,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     async def _call(self, method: str, params: Any) -> Any:
         """The call, in a span continuing the caller's W3C traceparent when it sent one."""
-        tracer = tracing.current
+        tracer = self.ctx.tracer
         if tracer is None:
             return await self.api.call(method, params)
         channel = params.get("channel") if isinstance(params, dict) else None

@@ -142,7 +142,7 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
     else:
         allowed(s, Action.SUBSCRIBE, channel, opts)
     if ctx.hooks.on_subscribe is not None:
-        with tracing.span("squall.hook", hook="on_subscribe", channel=channel):
+        with tracing.span(ctx.tracer, "squall.hook", hook="on_subscribe", channel=channel):
             await ctx.hooks.on_subscribe(s.info, channel)
     result, pending = await join(
         s, channel, opts, req.stream, expire_at=expire_at, chan_info=proxied.info if proxied else token_info, delivery=delivery
@@ -162,7 +162,7 @@ async def unsubscribe(s: ClientSession, req: ChannelRequest) -> Result:
 
 
 async def publish(s: ClientSession, req: PublishRequest) -> Result:
-    with tracing.span("squall.client.publish", channel=req.channel, client=s.client_id, user=s.user):
+    with tracing.span(s.ctx.tracer, "squall.client.publish", channel=req.channel, client=s.client_id, user=s.user):
         return await _publish(s, req)
 
 
@@ -178,7 +178,7 @@ async def _publish(s: ClientSession, req: PublishRequest) -> Result:
     if found is not None:
         data = await proxy_calls.publish_data(*found, s, channel, data)
     if ctx.hooks.on_publish is not None:
-        with tracing.span("squall.hook", hook="on_publish", channel=channel):
+        with tracing.span(ctx.tracer, "squall.hook", hook="on_publish", channel=channel):
             data = await ctx.hooks.on_publish(s.info, channel, data)
     await ctx.hub.publish(channel, data, info=s.info, tags=req.tags, opts=opts)
     return {}

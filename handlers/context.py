@@ -9,6 +9,7 @@ from typing import Callable
 from channels.events import EventLog, NoEvents
 from channels.hub import Hub
 from channels.namespaces import NamespaceOptions
+from channels.tracing import Tracer
 from handlers.auth import TokenVerifier
 from handlers.flusher import Flusher
 from handlers.hooks import Hooks
@@ -35,4 +36,5 @@ class Context:
     observer: Observer = field(default_factory=NullObserver)
     proxy: Proxy | None = None  # the HTTP proxy to the backend (handlers.proxy); None: no event proxied
     events: EventLog | NoEvents = field(default_factory=NoEvents)  # lifecycle events (channels.events)
+    tracer: Tracer | None = None  # the node's spans (channels.tracing); None: tracing off
     version: str = VERSION

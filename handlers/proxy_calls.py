@@ -27,7 +27,7 @@ UNSUBSCRIBE_EXPIRED = 2501  # Centrifugo's unsubscribe code: subscription expire
 
 
 async def _call(proxy: Proxy, event: str, ep: Endpoint, s: ClientSession, body: Any) -> Any:
-    with tracing.span("squall.proxy", event=event, endpoint=ep.url):
+    with tracing.span(s.ctx.tracer, "squall.proxy", event=event, endpoint=ep.url):
         return await proxy.call(event, ep, s, body)
 
 

@@ -47,7 +47,7 @@ class Squall:
     metrics: Metrics
     delivery: Delivery | None = None
     webhook: Webhook | None = None
-    tracer_provider: Any = None  # the OpenTelemetry SDK's, when tracing is on
+    tracer_provider: Any = None  # the OpenTelemetry SDK's, when settings turned tracing on (shut down by close)
 
     async def start(self) -> None:
         """Start the history store first: the broker writes into it; the
@@ -81,7 +81,6 @@ class Squall:
             await self.ctx.proxy.close()
         await self.backends.history.close()
         if self.tracer_provider is not None:
-            tracing.install(None)
             self.tracer_provider.shutdown()  # exports what is still batched
 
 
@@ -148,14 +147,21 @@ def _hook_sink(hooks: Hooks) -> Sink | None:
     return sink
 
 
-def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
+def build(settings: Settings, hooks: Hooks | None = None, tracer: tracing.Tracer | None = None) -> Squall:
+    """One node. Its tracer is made here from ``settings.tracing`` and handed
+    to the hub, broker and handler context (no process-wide tracer); a given
+    ``tracer`` is used instead (tests pass one exporting into memory; its
+    provider stays the caller's to shut down)."""
     node_id = uuid.uuid4().hex
     hooks = hooks if hooks is not None else load_hooks(settings.hooks)
     pc = proxy_config(settings)
-    try:
-        tracer_provider = tracing.provider(settings.tracing, settings.tracing_service_name, settings.tracing_otlp_endpoint)
-    except RuntimeError as e:  # the otlp extra is not installed
-        raise ConfigError("tracing", str(e)) from None
+    tracer_provider = None
+    if tracer is None:
+        try:
+            tracer_provider = tracing.provider(settings.tracing, settings.tracing_service_name, settings.tracing_otlp_endpoint)
+        except RuntimeError as e:  # the otlp extra is not installed
+            raise ConfigError("tracing", str(e)) from None
+        tracer = tracing.tracer_of(tracer_provider)
     proxy = Proxy(pc) if pc.enabled else None
     webhook = Webhook(settings.events_webhook_url, settings.events_webhook_secret, settings.events_webhook_timeout) if settings.events_webhook_url else None
     sinks: list[Sink] = [s for s in (webhook, _hook_sink(hooks)) if s is not None]
@@ -175,7 +181,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
             min_delay=settings.events_retry_min_delay, max_delay=settings.events_retry_max_delay,
             max_attempts=settings.events_max_attempts,
         )
-    backends = build_backends(settings, node_id)
+    backends = build_backends(settings, node_id, tracer)
     hub = Hub(
         backends.broker,
         backends.presence,
@@ -184,6 +190,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         node_name=settings.node_name,
         presence_ttl=settings.presence_ttl,
         recovery_max_publication_limit=settings.recovery_max_publication_limit,
+        tracer=tracer,
     )
     metrics = Metrics(hub, backends.history)
     ctx = Context(
@@ -209,6 +216,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         observer=metrics,
         proxy=proxy,
         events=events,
+        tracer=tracer,
     )
     if isinstance(events, EventLog):
         hub.events = events
@@ -222,6 +230,4 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
     }
     register_controls(hub, hooks)
     app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR), **app_settings)
-    if tracer_provider is not None:
-        tracing.install(tracing.tracer_of(tracer_provider))
     return Squall(settings, ctx, backends, app, metrics, delivery, webhook, tracer_provider)

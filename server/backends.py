@@ -12,6 +12,7 @@ from channels.broker import Broker
 from channels.events import Outbox
 from channels.history import HistoryStore
 from channels.presence import PresenceManager
+from channels.tracing import Tracer
 from server.settings import Settings
 
 
@@ -39,7 +40,9 @@ def build_history(settings: Settings) -> HistoryStore:
     return MemoryHistoryStore()
 
 
-def build_backends(settings: Settings, node_id: str) -> Backends:
+def build_backends(settings: Settings, node_id: str, tracer: Tracer | None = None) -> Backends:
+    """``tracer`` (None: off) goes to the broker, which spans history writes
+    and carries trace context between nodes."""
     history = build_history(settings)
     if settings.engine == "redis":
         from channels.broker_redis import RedisBroker
@@ -52,6 +55,7 @@ def build_backends(settings: Settings, node_id: str) -> Backends:
             history=history if settings.history == "mongo" else None,
             hot_window=settings.history_hot_window,
             cluster=settings.redis_cluster,
+            tracer=tracer,
         )
         presence: PresenceManager = RedisPresenceManager(
             settings.redis_urls,
@@ -63,7 +67,7 @@ def build_backends(settings: Settings, node_id: str) -> Backends:
     from channels.broker_memory import MemoryBroker
     from channels.presence_memory import MemoryPresenceManager
 
-    return Backends(MemoryBroker(history), MemoryPresenceManager(), history)
+    return Backends(MemoryBroker(history, tracer), MemoryPresenceManager(), history)
 
 
 def build_outbox(settings: Settings, node_id: str) -> Outbox:

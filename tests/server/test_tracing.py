@@ -1,10 +1,11 @@
-"""OpenTelemetry tracing: spans of an API publish across two Redis-engine nodes, and nothing when off."""
+"""OpenTelemetry tracing: spans of an API publish across two Redis-engine nodes, per-app tracers, and nothing when off."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
@@ -35,22 +36,34 @@ API_KEY = "tracing-test-key"
 CHANNEL = "chat:traced"
 
 
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    """Installs a tracer exporting into memory (what tracing = "console" would print)."""
+@dataclass
+class MemoryTracing:
+    """A tracer to pass to build() and the spans it finished (what tracing = "console" would print)."""
+
+    tracer: tracing.Tracer
+    exporter: InMemorySpanExporter
+
+    def get_finished_spans(self) -> Any:
+        return self.exporter.get_finished_spans()
+
+
+@contextlib.contextmanager
+def memory_tracing(service_name: str = "squall-test") -> Iterator[MemoryTracing]:
     mem = InMemorySpanExporter()
-    tp = tracing.provider("off", "squall-test", exporter=mem)
-    tracing.install(tracing.tracer_of(tp))
-    yield mem
-    tracing.install(None)
-    tp.shutdown()
+    tp = tracing.provider("off", service_name, exporter=mem)
+    tracer = tracing.tracer_of(tp)
+    assert tracer is not None
+    try:
+        yield MemoryTracing(tracer, mem)
+    finally:
+        tp.shutdown()
 
 
 @pytest.fixture
-def no_tracer() -> Iterator[None]:
-    tracing.install(None)
-    yield
-    tracing.install(None)
+def exporter() -> Iterator[MemoryTracing]:
+    """One in-memory tracer; the test hands it to the apps it builds."""
+    with memory_tracing() as mt:
+        yield mt
 
 
 def settings_for(tmp: Path, name: str, redis_url: str, mongo_url: str, **extra: Any) -> Any:
@@ -76,12 +89,12 @@ class Recorder(SubscriptionEventHandler):
 
 
 @contextlib.asynccontextmanager
-async def two_nodes(tmp: Path, redis_url: str, mongo_url: str) -> AsyncIterator[tuple[int, int, list[Squall]]]:
-    """Nodes A and B in this process, each behind its own front door on a free port."""
+async def two_nodes(tmp: Path, redis_url: str, mongo_url: str, tracer: tracing.Tracer | None) -> AsyncIterator[tuple[int, int, list[Squall]]]:
+    """Nodes A and B in this process, each behind its own front door on a free port, both tracing with ``tracer``."""
     nodes, doors, ports = [], [], []
     try:
         for name in ("a", "b"):
-            sq = build(settings_for(tmp, name, redis_url, mongo_url))
+            sq = build(settings_for(tmp, name, redis_url, mongo_url), tracer=tracer)
             await sq.start()
             nodes.append(sq)
             door = front_door(sq)
@@ -98,10 +111,10 @@ async def two_nodes(tmp: Path, redis_url: str, mongo_url: str) -> AsyncIterator[
             await sq.close()
 
 
-async def publish_via_api(port: int, data: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+async def publish_via_api(port: int, data: Any, headers: dict[str, str] | None = None, channel: str = CHANNEL) -> dict[str, Any]:
     resp = await AsyncHTTPClient().fetch(
         f"http://127.0.0.1:{port}/api/publish", method="POST",
-        headers={"X-API-Key": API_KEY, **(headers or {})}, body=json.dumps({"channel": CHANNEL, "data": data}),
+        headers={"X-API-Key": API_KEY, **(headers or {})}, body=json.dumps({"channel": channel, "data": data}),
     )
     out: dict[str, Any] = json.loads(resp.body)
     return out
@@ -127,12 +140,14 @@ async def envelopes(redis_url: str, into: list[tuple[Publication, str | None]]) 
         await r.aclose()
 
 
-async def publish_and_receive(tmp: Path, redis_url: str, mongo_url: str, headers: dict[str, str] | None = None) -> list[tuple[Publication, str | None]]:
-    """A subscriber on B; an API publish on A; returns the envelopes seen on Redis."""
+async def publish_and_receive(
+    tmp: Path, redis_url: str, mongo_url: str, tracer: tracing.Tracer | None, headers: dict[str, str] | None = None
+) -> tuple[list[tuple[Publication, str | None]], list[Squall]]:
+    """A subscriber on B; an API publish on A; returns the envelopes seen on Redis and the (closed) nodes."""
     seen: list[tuple[Publication, str | None]] = []
     sniffer = asyncio.ensure_future(envelopes(redis_url, seen))
     try:
-        async with two_nodes(tmp, redis_url, mongo_url) as (port_a, port_b, _):
+        async with two_nodes(tmp, redis_url, mongo_url, tracer) as (port_a, port_b, nodes):
             c = Client(f"ws://127.0.0.1:{port_b}/connection/websocket", timeout=5)
             rec = Recorder()
             sub = c.new_subscription(CHANNEL, rec)
@@ -148,16 +163,16 @@ async def publish_and_receive(tmp: Path, redis_url: str, mongo_url: str, headers
         sniffer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sniffer
-    return seen
+    return seen, nodes
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_api_publish_on_a_is_one_trace_through_b(
-    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, exporter: InMemorySpanExporter  # noqa: F811
+    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, exporter: MemoryTracing  # noqa: F811
 ) -> None:
     """API span, publish span, durable write span and B's fan-out span share A's trace id."""
     mongo = secantus_factory()
-    seen = await publish_and_receive(tmp_path, redis_server.url, mongo.url)
+    seen, _ = await publish_and_receive(tmp_path, redis_server.url, mongo.url, exporter.tracer)
     spans = exporter.get_finished_spans()
     by_name: dict[str, list[Any]] = {}
     for s in spans:
@@ -183,12 +198,12 @@ async def test_api_publish_on_a_is_one_trace_through_b(
 
 @pytest.mark.gen_test(timeout=60)
 async def test_api_request_continues_the_callers_traceparent(
-    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, exporter: InMemorySpanExporter  # noqa: F811
+    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, exporter: MemoryTracing  # noqa: F811
 ) -> None:
     """A traceparent header on the API request makes the API span its child."""
     mongo = secantus_factory()
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    await publish_and_receive(tmp_path, redis_server.url, mongo.url, {"traceparent": caller})
+    await publish_and_receive(tmp_path, redis_server.url, mongo.url, exporter.tracer, {"traceparent": caller})
     api, = (s for s in exporter.get_finished_spans() if s.name == "squall.api.publish")
     assert f"{api.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert f"{api.parent.span_id:016x}" == "b7ad6b7169203331"
@@ -196,32 +211,36 @@ async def test_api_request_continues_the_callers_traceparent(
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_tracing_off_installs_nothing_and_envelopes_carry_no_trace(
-    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory, no_tracer: None  # noqa: F811
+async def test_tracing_off_builds_no_tracer_and_envelopes_carry_no_trace(
+    tmp_path: Path, redis_server: RedisServer, secantus_factory: SecantusFactory  # noqa: F811
 ) -> None:
-    """Off (the default): no tracer, no spans, and the publication envelope has no tp field."""
+    """Off (the default): no tracer in hub, broker or context, and the publication envelope has no tp field."""
     mongo = secantus_factory()
-    seen = await publish_and_receive(tmp_path, redis_server.url, mongo.url, {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
-    assert tracing.current is None
+    caller = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    seen, nodes = await publish_and_receive(tmp_path, redis_server.url, mongo.url, None, caller)
+    for sq in nodes:
+        assert sq.tracer_provider is None and sq.ctx.tracer is None and sq.ctx.hub.tracer is None
+        assert sq.backends.broker._tracer is None  # type: ignore[attr-defined]
     (pub, tp), = seen
     assert pub.data == {"n": 1} and tp is None
-    assert tracing.span("squall.publish", channel="x") is tracing.span("squall.fanout")  # the shared no-op
+    assert tracing.span(None, "squall.publish", channel="x") is tracing.span(None, "squall.fanout") is tracing.OFF  # the shared no-op
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_console_mode_installs_a_tracer_until_close(tmp_path: Path, no_tracer: None, capsys: Any) -> None:
-    """tracing = "console" in settings installs a tracer at build; close removes it."""
+async def test_console_mode_hands_one_tracer_to_hub_broker_and_context(tmp_path: Path, capsys: Any) -> None:
+    """tracing = "console" in settings: build makes one tracer and passes it to the hub, broker and handler context."""
     path = tmp_path / "s.toml"
     path.write_text(to_toml(test_config(tracing="console", tracing_service_name="svc-x")))
     sq = build(load(str(path), environ={}))
     await sq.start()
     try:
-        assert tracing.current is not None
-        with tracing.span("squall.probe", channel="c"):
+        tracer = sq.ctx.tracer
+        assert tracer is not None and sq.tracer_provider is not None
+        assert sq.ctx.hub.tracer is tracer and sq.backends.broker._tracer is tracer  # type: ignore[attr-defined]
+        with tracing.span(tracer, "squall.probe", channel="c"):
             pass
     finally:
         await sq.close()
-    assert tracing.current is None
     out = capsys.readouterr().out
     assert '"name": "squall.probe"' in out and "svc-x" in out
 
@@ -249,7 +268,7 @@ def test_old_readers_ignore_the_trace_field() -> None:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_client_publish_spans_proxy_hook_append_and_fanout(
-    tmp_path: Path, backend: Backend, exporter: InMemorySpanExporter  # noqa: F811
+    tmp_path: Path, backend: Backend, exporter: MemoryTracing  # noqa: F811
 ) -> None:
     """Memory engine: a client publish through the publish proxy and an on_publish hook is one trace."""
     seen_by_hook: list[Any] = []
@@ -262,7 +281,7 @@ async def test_client_publish_spans_proxy_hook_append_and_fanout(
     cfg["namespaces"] = [{**ns, "proxy_publish": True} if ns["name"] == "chat" else ns for ns in cfg["namespaces"]]
     path = tmp_path / "m.toml"
     path.write_text(to_toml(cfg))
-    sq = build(load(str(path), environ={}), Hooks(on_publish=on_publish))
+    sq = build(load(str(path), environ={}), Hooks(on_publish=on_publish), tracer=exporter.tracer)
     await sq.start()
     door = front_door(sq)
     socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
@@ -296,7 +315,7 @@ async def test_client_publish_spans_proxy_hook_append_and_fanout(
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_otlp_mode_builds_or_names_the_missing_extra(tmp_path: Path, no_tracer: None) -> None:
+async def test_otlp_mode_builds_or_names_the_missing_extra(tmp_path: Path) -> None:
     """tracing = "otlp": a tracer when the exporter is installed, else a ConfigError naming the extra."""
     path = tmp_path / "o.toml"
     path.write_text(to_toml(test_config(tracing="otlp", tracing_otlp_endpoint="http://127.0.0.1:9/v1/traces")))
@@ -306,10 +325,42 @@ async def test_otlp_mode_builds_or_names_the_missing_extra(tmp_path: Path, no_tr
     except ImportError:
         with pytest.raises(ConfigError, match=r"tracing: .*squall\[otlp\]"):
             build(settings)
-        assert tracing.current is None
         return
     sq = build(settings)
     await sq.start()
-    assert tracing.current is not None
+    assert sq.ctx.tracer is not None and sq.ctx.hub.tracer is sq.ctx.tracer
     await sq.close()
-    assert tracing.current is None
+
+
+@contextlib.asynccontextmanager
+async def memory_node(tmp: Path, name: str, tracer: tracing.Tracer | None) -> AsyncIterator[tuple[int, Squall]]:
+    """A memory-engine node with the server API, behind a front door on a free port."""
+    path = tmp / f"{name}.toml"
+    path.write_text(to_toml(test_config(api_key=API_KEY)))
+    sq = build(load(str(path), environ={}), tracer=tracer)
+    await sq.start()
+    door = front_door(sq)
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    door.add_sockets(socks)
+    try:
+        yield socks[0].getsockname()[1], sq
+    finally:
+        door.stop()
+        await door.close_all_connections()
+        await sq.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_two_apps_in_one_process_trace_independently(tmp_path: Path) -> None:
+    """Each app's spans go to its own tracer only; an app built with tracing off makes none."""
+    with memory_tracing("svc-x") as x, memory_tracing("svc-y") as y:
+        async with memory_node(tmp_path, "x", x.tracer) as (port_x, _), memory_node(tmp_path, "y", y.tracer) as (port_y, _), \
+                memory_node(tmp_path, "z", None) as (port_z, off):
+            for port, channel in ((port_x, "chat:x"), (port_y, "chat:y"), (port_z, "chat:z")):
+                assert "result" in await publish_via_api(port, {"to": channel}, channel=channel)
+            assert off.ctx.tracer is None
+        for mt, service, channel in ((x, "svc-x", "chat:x"), (y, "svc-y", "chat:y")):
+            spans = mt.get_finished_spans()
+            assert {s.name for s in spans} == {"squall.api.publish", "squall.publish", "squall.history.append"}
+            assert {s.attributes["channel"] for s in spans} == {channel}
+            assert {s.resource.attributes["service.name"] for s in spans} == {service}
