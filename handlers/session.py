@@ -333,6 +333,13 @@ class ClientSession:
     async def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> None:
         await server_refresh(self, expire_at, conn_info)
 
+    async def update_conn_info(self, conn_info: Any) -> None:
+        """A refresh (client token, refresh proxy, server API) changed the
+        connection's info: publications, joins and leaves carry the new one,
+        and its presence entries are re-written now, not at the next connect."""
+        self.info = ClientInfo(client=self.client_id, user=self.user, conn_info=conn_info)
+        await self.ctx.hub.update_info(self, list(self.subs), self.info)
+
     def send_message(self, data: Any) -> None:
         """A ``message`` push: the server API's send (the client's 'message' event)."""
         if self.state is State.CONNECTED:
