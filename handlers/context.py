@@ -21,6 +21,11 @@ from handlers.proxy import Proxy
 VERSION = "squall 0.1.0"
 
 
+def _always_healthy() -> bool:
+    """A history store that cannot be down (in memory)."""
+    return True
+
+
 @dataclass(frozen=True, eq=False)
 class Context:
     options: HandlerOptions
@@ -35,4 +40,6 @@ class Context:
     observer: Observer = field(default_factory=NullObserver)
     proxy: Proxy | None = None  # the HTTP proxy to the backend (handlers.proxy); None: no event proxied
     events: EventLog | NoEvents = field(default_factory=NoEvents)  # lifecycle events (channels.events)
+    # whether the history store is reachable now (the broker's health is the hub's); default: always
+    history_healthy: Callable[[], bool] = field(default_factory=lambda: _always_healthy)
     version: str = VERSION

@@ -209,6 +209,7 @@ def build(settings: Settings, hooks: Hooks | None = None) -> Squall:
         observer=metrics,
         proxy=proxy,
         events=events,
+        history_healthy=backends.history.healthy,
     )
     if isinstance(events, EventLog):
         hub.events = events
