@@ -27,12 +27,15 @@ class LocalPresence:
         await self._send(channel, info, "add")
 
     async def update(self, channel: str, info: ClientInfo) -> None:
-        """A client's info changed: only an entry it already has is replaced."""
+        """A client's info changed: only an entry it already has is replaced.
+        Its ``chan_info`` is the subscription's (token or proxy), so it stays."""
         entries = self._entries.get(channel)
-        if entries is None or info.client not in entries:
+        old = entries.get(info.client) if entries is not None else None
+        if entries is None or old is None:
             return
-        entries[info.client] = info
-        await self._send(channel, info, "update")
+        new = ClientInfo(client=info.client, user=info.user, conn_info=info.conn_info, chan_info=old.chan_info)
+        entries[info.client] = new
+        await self._send(channel, new, "update")
 
     async def remove(self, channel: str, client_id: str) -> None:
         local = self._entries.get(channel)

@@ -26,6 +26,7 @@ from handlers.delivery import delivery_for, keeps, publication_body
 from handlers.expiry import already_expired, ttl_fields
 from handlers.permissions import Action, check
 from handlers.reply import Reply, Result
+from handlers import sub_outages
 from handlers.requests import (
     NO_STREAM_REQUEST,
     ChannelRequest,
@@ -57,7 +58,14 @@ class Subscription:
 
 
 def allowed(s: ClientSession, action: Action, channel: str, opts: NamespaceOptions) -> None:
-    check(action, channel, opts, s.user, channel in s.subs)
+    try:
+        check(action, channel, opts, s.user, channel in s.subs)
+    except errors.PermissionDenied:
+        # not subscribed only because its subscribe failed in a backend outage: say that (handlers.sub_outages)
+        outage = sub_outages.outage_instead(s, action, channel, opts)
+        if outage is not None:
+            raise outage from None
+        raise
 
 
 async def join(
@@ -144,9 +152,14 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
     if ctx.hooks.on_subscribe is not None:
         with tracing.span(ctx.tracer, "squall.hook", hook="on_subscribe", channel=channel):
             await ctx.hooks.on_subscribe(s.info, channel)
-    result, pending = await join(
-        s, channel, opts, req.stream, expire_at=expire_at, chan_info=proxied.info if proxied else token_info, delivery=delivery
-    )
+    try:
+        result, pending = await join(
+            s, channel, opts, req.stream, expire_at=expire_at, chan_info=proxied.info if proxied else token_info, delivery=delivery
+        )
+    except errors.BackendUnavailable as e:
+        sub_outages.remember(s, channel, e)
+        raise
+    sub_outages.forget(s, channel)
     if proxied is not None:
         proxy_calls.subscribed(s, channel, opts, proxied, result)
     after = [s.encode_push(channel, "pub", publication_body(delivery, p)) for p in pending if keeps(delivery, p)]
@@ -156,6 +169,7 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
 
 
 async def unsubscribe(s: ClientSession, req: ChannelRequest) -> Result:
+    sub_outages.forget(s, req.channel)
     if s.subs.pop(req.channel, None) is not None:
         await s.ctx.hub.unsubscribe(s, req.channel, s.info)
     return {}

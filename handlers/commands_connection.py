@@ -114,6 +114,11 @@ async def refresh(s: ClientSession, req: RefreshRequest) -> Result:
     if claims.user != s.user:
         raise Disconnect(errors.INVALID_TOKEN, "user mismatch")
     s.set_expiry(claims.expire_at)
+    # as Centrifugo: the new token's meta and info replace the old ones; info is what presence shows
+    if claims.meta is not None:
+        s.meta = claims.meta
+    if claims.info is not None:
+        await s.update_conn_info(claims.info)
     out: dict[str, Any] = {"client": s.client_id, "version": s.ctx.version}
     out.update(ttl_fields(s.expire_at, time.time()))
     return out
@@ -177,5 +182,4 @@ async def server_refresh(s: ClientSession, expire_at: int, conn_info: Any = None
     w = s.wire
     s.write_wire(w.frame(w.codec.connection_push("refresh", ttl_fields(s.expire_at, time.time()))))
     if conn_info is not None:
-        s.info = dataclasses.replace(s.info, conn_info=conn_info)
-        await s.ctx.hub.update_info(s, list(s.subs), s.info)
+        await s.update_conn_info(conn_info)

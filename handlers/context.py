@@ -22,6 +22,11 @@ from handlers.proxy import Proxy
 VERSION = "squall 0.1.0"
 
 
+def _always_healthy() -> bool:
+    """A history store that cannot be down (in memory)."""
+    return True
+
+
 @dataclass(frozen=True, eq=False)
 class Context:
     options: HandlerOptions
@@ -37,4 +42,6 @@ class Context:
     proxy: Proxy | None = None  # the HTTP proxy to the backend (handlers.proxy); None: no event proxied
     events: EventLog | NoEvents = field(default_factory=NoEvents)  # lifecycle events (channels.events)
     tracer: Tracer | None = None  # the node's spans (channels.tracing); None: tracing off
+    # whether the history store is reachable now (the broker's health is the hub's); default: always
+    history_healthy: Callable[[], bool] = field(default_factory=lambda: _always_healthy)
     version: str = VERSION

@@ -9,7 +9,6 @@ proxy first, then the hook, which sees what the backend decided).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +111,7 @@ async def proxy_refresh(s: ClientSession) -> None:
     if r.expire_at:
         arm_refresh(s, r.expire_at)
     if r.info is not None:
-        s.info = dataclasses.replace(s.info, conn_info=r.info)
-        await s.ctx.hub.update_info(s, list(s.subs), s.info)
+        await s.update_conn_info(r.info)
 
 
 def channel_proxy(ctx: Context, event: str, opts: NamespaceOptions) -> tuple[Proxy, Endpoint] | None:

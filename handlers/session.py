@@ -39,6 +39,7 @@ from handlers.proxy import NO_HEADERS
 from handlers.protocol import Command, ProtocolError, check_data
 from handlers.reply import Reply
 from handlers.sdk import label as sdk_label
+from handlers.sub_outages import SubscribeOutages
 from handlers.wire import WIRE_OUTPUT, Output, Wire
 
 log = logging.getLogger("squall.client")
@@ -62,6 +63,7 @@ class ClientSession:
         "_ip_counted", "_registered", "sdk", "sdk_version", "__weakref__",
         # the HTTP proxy's (handlers.proxy): set by the transport / the connect command
         "transport", "request_headers", "emulated_headers", "close_code", "proxy_timer",
+        "sub_outages",
     )
 
     def __init__(self, ctx: Context, wire: Wire, remote_ip: str, out: Output = WIRE_OUTPUT) -> None:
@@ -92,6 +94,7 @@ class ClientSession:
         self.emulated_headers: Mapping[str, str] = NO_HEADERS  # the connect command's `headers`
         self.close_code = 0  # the disconnect code, once closed
         self.proxy_timer: asyncio.TimerHandle | None = None  # the refresh proxy's
+        self.sub_outages: SubscribeOutages | None = None  # subscribes failed in an outage (handlers.sub_outages)
 
     @property
     def connected(self) -> bool:
@@ -332,6 +335,13 @@ class ClientSession:
 
     async def server_side_refresh(self, expire_at: int, conn_info: Any = None) -> None:
         await server_refresh(self, expire_at, conn_info)
+
+    async def update_conn_info(self, conn_info: Any) -> None:
+        """A refresh (client token, refresh proxy, server API) changed the
+        connection's info: publications, joins and leaves carry the new one,
+        and its presence entries are re-written now, not at the next connect."""
+        self.info = ClientInfo(client=self.client_id, user=self.user, conn_info=conn_info)
+        await self.ctx.hub.update_info(self, list(self.subs), self.info)
 
     def send_message(self, data: Any) -> None:
         """A ``message`` push: the server API's send (the client's 'message' event)."""

@@ -217,6 +217,7 @@ def build(settings: Settings, hooks: Hooks | None = None, tracer: tracing.Tracer
         proxy=proxy,
         events=events,
         tracer=tracer,
+        history_healthy=backends.history.healthy,
     )
     if isinstance(events, EventLog):
         hub.events = events

@@ -1,8 +1,11 @@
 // The chat page: rooms are channels chat:<room>. Messages carry the sender's
-// nickname in their data ({nick, text, ts}); a rename is announced in the room
-// ({nick, rename: old, ts}) because conn_info (the name the server puts in
-// presence) only changes on the next connect. Presence names: the latest
-// nickname learnt from the room, else conn_info.name.
+// nickname in their data ({nick, text, ts}). The server's conn_info (the name
+// presence, the admin page and the server API show) comes from the connect
+// data through the demo's connect hook, so a rename is announced in the room
+// ({nick, rename: old, ts}) and then the page reconnects with the new name:
+// its room is resubscribed with recovery, and the others skip that leave and
+// join. Presence names: the latest nickname learnt from the room, else
+// conn_info.name.
 import { Client, State, SubState } from './squall.js';
 import { EmulatedSocket } from './squall_emulation.js';
 
@@ -65,6 +68,9 @@ const emulated = params.get('transport') === 'sse' ? { WebSocket: EmulatedSocket
 const client = new Client(undefined, { data: { name: nick }, ...emulated });
 const myClientIds = new Set(); // every id this page had, across reconnects
 const nickByClient = new Map(); // learnt from messages, for presence names
+const RENAME_REJOIN_MS = 15000; // how long a rename's reconnect is expected
+const renamedAway = new Map(); // client id that announced a rename -> time: its leave is no news
+const rejoining = new Map(); // new name of a renamed client -> time: its join is no news
 
 let room = '';
 let sub = null;
@@ -143,7 +149,14 @@ function renderPublication(pub) {
   const name = cleanNick(typeof data.nick === 'string' ? data.nick : '') || displayName(info);
   if (info && info.client && typeof data.nick === 'string') nickByClient.set(info.client, name);
   if (typeof data.rename === 'string') {
-    if (!(info && myClientIds.has(info.client))) notice(`${cleanNick(data.rename) || 'someone'} is now ${name}`, 'info');
+    if (!(info && myClientIds.has(info.client))) {
+      notice(`${cleanNick(data.rename) || 'someone'} is now ${name}`, 'info');
+      if (info && info.client && !pub.recovered && !historyLoading) {
+        // live: the renamer reconnects with the new name next (a new client id)
+        renamedAway.set(info.client, Date.now());
+        rejoining.set(name, Date.now());
+      }
+    }
     renderPresence();
     return;
   }
@@ -310,13 +323,16 @@ function enterRoom(name) {
     if (s !== sub) return;
     presence.set(ev.info.client, ev.info);
     renderPresence();
-    if (!myClientIds.has(ev.info.client)) notice(`${displayName(ev.info)} joined`, 'join');
+    const name = displayName(ev.info);
+    if (expected(rejoining, name)) return; // a renamed client back under its new name
+    if (!myClientIds.has(ev.info.client)) notice(`${name} joined`, 'join');
   });
   s.on('leave', (ev) => {
     if (s !== sub) return;
     const known = presence.get(ev.info.client) || ev.info;
     presence.delete(ev.info.client);
     renderPresence();
+    if (expected(renamedAway, ev.info.client)) return; // reconnecting with its new name
     if (!myClientIds.has(ev.info.client)) notice(`${displayName(known)} left`, 'leave');
   });
   s.on('unsubscribed', (ev) => {
@@ -331,6 +347,14 @@ function enterRoom(name) {
   });
   setRoomState(s.state);
   s.subscribe();
+}
+
+/** Whether key was announced within RENAME_REJOIN_MS (and forget it: it is expected once). */
+function expected(map, key) {
+  const at = map.get(key);
+  if (at === undefined) return false;
+  map.delete(key);
+  return Date.now() - at < RENAME_REJOIN_MS;
 }
 
 function onSubscribed(s, ev) {
@@ -373,21 +397,31 @@ client.on('disconnected', (ev) => {
 
 // ----------------------------------------------------------------- forms
 el.nick.value = nick;
-el.nickForm.addEventListener('submit', (e) => {
+el.nickForm.addEventListener('submit', async (e) => {
   e.preventDefault();
   const v = cleanNick(el.nick.value);
   if (!v) return;
   const old = nick;
-  if (v !== nick) notice(`You are now ${v}`, 'self');
-  nick = v;
   el.nick.value = v;
+  if (v === old) return;
+  notice(`You are now ${v}`, 'self');
+  nick = v;
   save('nick', v);
-  client.options.data = { name: v }; // conn_info after the next connect
+  client.options.data = { name: v }; // the connect data the demo hook makes conn_info from
   renderPresence();
-  // tell the room now, so the others' Online lists do not keep the old name until a reconnect
-  if (v !== old && sub && sub.state === SubState.SUBSCRIBED) {
-    sub.publish({ nick: v, rename: old, ts: Date.now() }).catch(() => {});
+  if (client.state !== State.CONNECTED) return; // the coming connect carries the new name
+  // tell the room first (from this connection), so the others link the old name to the new one
+  if (sub && sub.state === SubState.SUBSCRIBED) {
+    try {
+      await sub.publish({ nick: v, rename: old, ts: Date.now() });
+    } catch (err) {
+      // not announced: the others still see the new name after the reconnect
+    }
   }
+  if (nick !== v || client.state !== State.CONNECTED) return; // renamed again meanwhile, or already reconnecting
+  // conn_info is set at connect: reconnect so presence, the admin page and the server API show the new name
+  client.disconnect();
+  client.connect();
 });
 
 el.roomForm.addEventListener('submit', (e) => {

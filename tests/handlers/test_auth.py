@@ -263,6 +263,35 @@ async def test_refresh_with_expired_token_is_109(ws_url: str) -> None:
     c.close()
 
 
+@pytest.mark.gen_test
+async def test_refresh_token_info_replaces_conn_info_in_presence(ws_url: str, squall_app: Squall) -> None:
+    """As Centrifugo, a refresh token's info becomes the connection's info: presence, publications, chan_info kept."""
+    alice = await connected(ws_url, token=tok("alice", ttl=60, info={"name": "old"}))
+    await alice.call("subscribe", {"channel": "chat:rn"})
+    chan_token = tok("alice", channel="private:$room", info={"role": "host"})
+    assert "subscribe" in await alice.call("subscribe", {"channel": "private:$room", "token": chan_token})
+    bob = await connected(ws_url, token=tok("bob"))
+    await bob.call("subscribe", {"channel": "chat:rn"})
+
+    def names(reply: dict[str, Any]) -> dict[str, Any]:
+        return {i["user"]: i.get("conn_info") for i in reply["presence"]["presence"].values()}
+
+    assert names(await bob.call("presence", {"channel": "chat:rn"}))["alice"] == {"name": "old"}
+    r = await alice.call("refresh", {"token": tok("alice", ttl=60, info={"name": "new"})})
+    assert r["refresh"]["expires"] is True
+    assert names(await bob.call("presence", {"channel": "chat:rn"}))["alice"] == {"name": "new"}
+    (entry,) = (await squall_app.ctx.hub.presence("private:$room")).values()
+    assert (entry.conn_info, entry.chan_info) == ({"name": "new"}, {"role": "host"})
+    await alice.call("publish", {"channel": "chat:rn", "data": "hi"})
+    push = await bob.next_push()
+    assert push["push"]["pub"]["info"]["conn_info"] == {"name": "new"}
+    # a refresh token without info leaves the info as it is
+    await alice.call("refresh", {"token": tok("alice", ttl=60)})
+    assert names(await bob.call("presence", {"channel": "chat:rn"}))["alice"] == {"name": "new"}
+    alice.close()
+    bob.close()
+
+
 # ------------------------------------------------------------ subscription tokens
 @pytest.mark.gen_test
 async def test_private_channel_needs_subscription_token(ws_url: str, squall_app: Squall) -> None:

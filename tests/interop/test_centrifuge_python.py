@@ -273,6 +273,32 @@ async def test_history_paging(ws_url: str, fmt: str, squall_app: Squall) -> None
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_refresh_token_info_reaches_presence(ws_url: str, fmt: str, squall_app: Squall) -> None:
+    """The SDK's refresh with a token whose info changed: presence shows the new conn_info, no reconnect."""
+
+    async def get_token() -> str:
+        return make_token(SECRET, "bob", ttl=60, info={"name": "robert"})
+
+    ev = ClientEvents()
+    first = make_token(SECRET, "bob", extra={"exp": int(time.time()) + 2}, info={"name": "bob"})
+    c = client(ws_url, fmt, ev, token=first, get_token=get_token)
+    await c.connect()
+    sub = c.new_subscription("chat:renamed", Recorder())
+    await sub.subscribe()
+    speaks(squall_app, fmt)
+
+    async def names() -> list[Any]:
+        return [value(i.conn_info) for i in (await sub.presence()).clients.values()]
+
+    assert await names() == [{"name": "bob"}]
+    [sess] = squall_app.ctx.hub.clients()
+    await until(lambda: sess.info.conn_info == {"name": "robert"}, timeout=10)
+    assert await names() == [{"name": "robert"}]
+    assert ev.connects == 1 and ev.disconnects == []
+    await c.disconnect()
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_refresh_with_get_token(ws_url: str, fmt: str, squall_app: Squall) -> None:
     """A token about to expire is refreshed by the SDK (refresh command); the connection stays up."""
     issued: list[int] = []

@@ -6,7 +6,10 @@ its own room so the tests do not see each other's messages.
 
 from __future__ import annotations
 
+import json
 import re
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +17,7 @@ from typing import Any, Callable
 import pytest
 from playwright.sync_api import expect
 
+from server.settings import DEMO_API_KEY
 from tests.helpers.browser import OpenPage, RecordedPage
 from tests.helpers.redis_server import RedisServer, redis_factory  # noqa: F401  (fixture)
 from tests.helpers.squall_process import SquallProcess, start_squall
@@ -187,26 +191,57 @@ def test_killed_socket_reconnects_and_recovers_missed_messages_once_in_order(
     expect(texts(grace)).to_have_text(["before", "missed 1", "missed 2", "missed 3", "after"])
 
 
-def test_rename_updates_the_others_online_list(open_chat: OpenChat, room: str) -> None:
-    """After a rename the other page's Online list shows the new name at once (no reload, no message needed)."""
+def server_presence_names(sp: SquallProcess, channel: str) -> dict[str, str]:
+    """client id -> conn_info.name of a channel's presence, from the server API (the demo's key)."""
+    req = urllib.request.Request(
+        sp.url + "/api/presence", data=json.dumps({"channel": channel}).encode(), headers={"X-API-Key": DEMO_API_KEY}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        entries = json.loads(r.read())["result"]["presence"]
+    return {cid: (e.get("conn_info") or {}).get("name", "") for cid, e in entries.items()}
+
+
+def presence_becomes(sp: SquallProcess, channel: str, want: dict[str, str], timeout: float = 10.0) -> None:
+    """Poll the server API until the channel's presence names are ``want``."""
+    deadline = time.monotonic() + timeout
+    got = server_presence_names(sp, channel)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+        got = server_presence_names(sp, channel)
+    assert got == want
+
+
+def test_rename_reaches_server_presence_and_the_others_online_list(
+    open_chat: OpenChat, room: str, demo_squall: SquallProcess
+) -> None:
+    """A rename reconnects with the new name: the server API's presence and the other page show it, no leave/join noise."""
     alice = open_chat("alice", room)
     bob = open_chat("bob", room)
-    a_id = client_id(alice)
-    name_at_bob = bob.page.locator(f'#online li[data-client="{a_id}"] .presence-name')
-    expect(name_at_bob).to_have_text("alice")  # conn_info from the demo hook
+    a_id, b_id = client_id(alice), client_id(bob)
+    expect(bob.page.locator(f'#online li[data-client="{a_id}"] .presence-name')).to_have_text("alice")
+    presence_becomes(demo_squall, f"chat:{room}", {a_id: "alice", b_id: "bob"})  # conn_info from the demo hook
 
     alice.page.fill("#nick", "alicia")
     alice.page.press("#nick", "Enter")
-    expect(alice.page.locator(f'#online li[data-client="{a_id}"] .presence-name')).to_have_text("alicia")
-    expect(name_at_bob).to_have_text("alicia")
+    alice.page.wait_for_function("id => ![id, ''].includes(window.squallChat.client.clientId)", arg=a_id)
+    expect(alice.page.locator("#room-state")).to_have_attribute("data-state", "subscribed")
+    a2 = client_id(alice)
+    presence_becomes(demo_squall, f"chat:{room}", {a2: "alicia", b_id: "bob"})
+    expect(bob.page.locator(f'#online li[data-client="{a2}"] .presence-name')).to_have_text("alicia")
+    expect(bob.page.locator(f'#online li[data-client="{a_id}"]')).to_have_count(0)
+    expect(bob.page.locator("#online-count")).to_have_text("2")
+    expect(alice.page.locator(f'#online li[data-client="{a2}"] .presence-name')).to_have_text("alicia")
+    expect(alice.page.locator("#online-count")).to_have_text("2")
     expect(bob.page.locator("#messages .notice", has_text="alice is now alicia")).to_have_count(1)
-    # the rename is no chat message
+    # the reconnect is no news to bob, and the rename is no chat message
+    expect(bob.page.locator("#messages .notice-join, #messages .notice-leave")).to_have_count(0)
     expect(texts(bob)).to_have_count(0)
 
     send(alice, "still me")
     expect(bob.page.locator("#messages .msg", has_text="still me").locator(".msg-nick")).to_have_text("alicia")
-    carol = open_chat("carol", room)  # a later visitor learns the name from the room's history
-    expect(carol.page.locator(f'#online li[data-client="{a_id}"] .presence-name')).to_have_text("alicia")
+    carol = open_chat("carol", room)  # a later visitor gets the name from the server's presence
+    expect(carol.page.locator(f'#online li[data-client="{a2}"] .presence-name')).to_have_text("alicia")
+    expect(carol.page.locator("#online-count")).to_have_text("3")
     assert alice.page_errors == [] and bob.page_errors == []
 
 
