@@ -64,6 +64,23 @@ class SentinelAddress:
         return f"sentinel {self.master_name}@{hosts}/{self.db}"
 
 
+def _no_maint_notifications() -> dict[str, Any]:
+    """Pool kwargs that keep redis-py's stale-connection check on.
+
+    Recent redis-py (8.1 here) skips the check a pooled connection gets before reuse (is
+    the socket at EOF?) while maintenance notifications are enabled, and
+    their default "auto" counts as enabled. After a Redis restart the first
+    call on every pooled connection then fails, and since a call here is
+    never retried (a script could run twice), that is an error for a client.
+    Squall talks to self-run Redis, not to a managed service that sends them.
+    """
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # an older redis-py: no such notifications, the check always runs
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 def is_sentinel_url(url: str) -> bool:
     return url.startswith(SENTINEL_SCHEME + "://")
 
@@ -183,6 +200,7 @@ class RedisShards:
             "socket_connect_timeout": connect_timeout,
             "retry": Retry(NoBackoff(), 0),
         }
+        pool_extra = _no_maint_notifications()
         self._clients: list[Any] = []
         self._names = [u if not is_sentinel_url(u) else parse_sentinel_url(u).name for u in self._urls]
         self._sentinels: list[Sentinel] = []
@@ -197,10 +215,12 @@ class RedisShards:
         else:
             for url in self._urls:
                 if is_sentinel_url(url):
-                    self._clients.append(self._master_client(parse_sentinel_url(url), max_connections, common))
+                    self._clients.append(
+                        self._master_client(parse_sentinel_url(url), max_connections, {**common, **pool_extra})
+                    )
                     continue
                 pool = BlockingConnectionPool.from_url(
-                    url, max_connections=max_connections, timeout=connect_timeout, **common
+                    url, max_connections=max_connections, timeout=connect_timeout, **common, **pool_extra
                 )
                 self._clients.append(Redis(connection_pool=pool))
             self.n_buckets = len(self._urls)

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from channels.redis_batch import CommandPipeline
+from channels.redis_shards import RedisShards
 from tests.helpers.redis_server import MutingProxy, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -173,3 +174,20 @@ async def test_close_fails_queued_calls(redis_url: str) -> None:
         assert all(isinstance(r, (int, RedisError)) for r in results)
         with pytest.raises(RedisError):
             await p.run_script(script, ["q"], ["ok"])
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_first_call_after_a_redis_restart_works(redis_server: RedisServer) -> None:
+    """Pooled connections the old Redis closed are replaced before reuse, not failed once each."""
+    shards = RedisShards([redis_server.url], prefix="t", cluster=False)
+    commands = shards.commands(0)
+    script = commands.script(COUNT)
+    try:
+        for _ in range(3):  # several pooled connections, all used before the restart
+            await asyncio.gather(*(commands.run_script(script, ["r"], ["ok"]) for _ in range(20)))
+        redis_server.stop()
+        await asyncio.sleep(0.3)  # the client sees every socket close
+        redis_server.start()
+        assert await commands.run_script(script, ["r"], ["ok"]) == 1
+    finally:
+        await shards.close()
