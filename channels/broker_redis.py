@@ -101,6 +101,7 @@ class RedisBroker:
         self._layout_again = False  # trouble reported while a check ran
         self.relinks = 0  # cluster layout changes followed
         self._topics: dict[bytes, str] = {}  # subscribed topic -> channel
+        self._top_reads: dict[str, asyncio.Future[int]] = {}  # channel -> the durable store's top, being read
         self._tasks: list[asyncio.Task[None]] = []
         # cumulative stats read by the metrics sampler (count + sum = mean)
         self.publish_count = 0
@@ -278,9 +279,22 @@ class RedisBroker:
         return min(self._hot_window, opts.history_size)
 
     async def _initial_top(self, channel: str) -> int:
-        """Where a stream without an epoch in Redis starts counting."""
+        """Where a stream without an epoch in Redis starts counting.
+
+        Concurrent callers for one channel share one read and resume in the
+        order they asked, so publishes sent again after ``{-1}`` reach Redis
+        in the order they were first queued.
+        """
         if self._history is None:
             return 0
+        read = self._top_reads.get(channel)
+        if read is None:
+            read = self._top_reads[channel] = asyncio.ensure_future(self._read_initial_top(channel))
+            read.add_done_callback(lambda _: self._top_reads.pop(channel, None))
+        return await asyncio.shield(read)
+
+    async def _read_initial_top(self, channel: str) -> int:
+        assert self._history is not None
         try:
             return (await self._history.position(channel)).offset
         except BackendUnavailable:

@@ -36,6 +36,7 @@ from handlers.context import Context
 from handlers.expiry import deadline, due, first_deadline
 from handlers.limits import TokenBucket
 from handlers.proxy import NO_HEADERS
+from handlers.publish_run import PublishRun
 from handlers.protocol import Command, ProtocolError, check_data
 from handlers.reply import Reply
 from handlers.sdk import label as sdk_label
@@ -63,7 +64,7 @@ class ClientSession:
         "_ip_counted", "_registered", "sdk", "sdk_version", "__weakref__",
         # the HTTP proxy's (handlers.proxy): set by the transport / the connect command
         "transport", "request_headers", "emulated_headers", "close_code", "proxy_timer",
-        "sub_outages",
+        "sub_outages", "_publishing",
     )
 
     def __init__(self, ctx: Context, wire: Wire, remote_ip: str, out: Output = WIRE_OUTPUT) -> None:
@@ -95,6 +96,7 @@ class ClientSession:
         self.close_code = 0  # the disconnect code, once closed
         self.proxy_timer: asyncio.TimerHandle | None = None  # the refresh proxy's
         self.sub_outages: SubscribeOutages | None = None  # subscribes failed in an outage (handlers.sub_outages)
+        self._publishing: PublishRun | None = None  # publishes started together (handlers.publish_run)
 
     @property
     def connected(self) -> bool:
@@ -228,7 +230,19 @@ class ClientSession:
         for cmd in commands:
             if self.state is State.CLOSED:
                 return
+            if cmd.method == "publish" and cmd.id and self._runs_publishes_together():
+                if self._publishing is None:
+                    self._publishing = PublishRun()
+                await self._publishing.start(self.run, cmd)
+                continue
+            if self._publishing is not None:
+                await self._publishing.drain()
             await self.run(cmd)
+
+    def _runs_publishes_together(self) -> bool:
+        """Whether publishes may start before the previous ones finished (handlers.publish_run)."""
+        ctx = self.ctx
+        return self.state is State.CONNECTED and ctx.proxy is None and ctx.hooks.on_publish is None
 
     async def run(self, cmd: Command) -> None:
         """Run one decoded command (a transport may feed commands it made itself)."""

@@ -430,3 +430,31 @@ async def test_cluster_mode_on_a_one_node_cluster(redis_cluster: RedisServer) ->
         topic = b._shards.keys("c1").topic
         assert (await c.execute_command("PUBSUB", "SHARDNUMSUB", topic))[1] == 1
         await c.aclose()
+
+
+class SlowTopStore(MemoryHistoryStore):
+    """A durable store whose top read takes a varying while (a loaded MongoDB), and starts at 10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def position(self, channel: str) -> StreamPosition:
+        self.reads += 1
+        await asyncio.sleep(0.001 * (self.reads % 4))
+        return StreamPosition(10, "")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_first_publishes_of_a_stream_keep_their_order_across_the_top_read(redis_url: str) -> None:
+    """Publishes queued together to a stream Redis has no epoch for share one top read and keep queue order."""
+    stores: list[SlowTopStore] = []
+
+    def store(_: int) -> SlowTopStore:
+        stores.append(SlowTopStore())
+        return stores[-1]
+
+    async with nodes([redis_url], n=1, history=store) as [(a, _)]:
+        positions = await asyncio.gather(*(a.publish("fresh", pub(i), HIST) for i in range(30)))
+        assert [p.offset for p in positions] == list(range(11, 41))
+        assert stores[0].reads == 1

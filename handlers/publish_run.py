@@ -1,0 +1,48 @@
+"""Consecutive publishes of one connection run together.
+
+A session runs its commands one at a time, in order. For a publish that
+waits on Redis, that is one round trip per publication: a client (a feed, a
+bridge) that sends many publishes without waiting gets one publication per
+round trip, and each reaches the channel's subscribers alone, one socket
+write per delivery. Here a run of consecutive publishes is started together:
+each one's broker call is queued in command order before any of them waits
+(so Redis assigns offsets in that order: the Redis engine pipelines what is
+queued, channels/redis_batch.py), and they complete, and are replied to, in
+that order. Any other command waits until the run has finished, so a
+subscribe, unsubscribe or refresh still sees every earlier publish done.
+
+Only used when nothing can suspend a publish before its broker call: no
+``on_publish`` hook and no proxy (either may answer out of order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Awaitable, Callable
+
+from handlers.protocol import Command
+
+LIMIT = 16  # publishes of one connection in flight at once; more wait for the oldest
+
+
+class PublishRun:
+    """The publishes a session has started and not yet seen finish."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: deque[asyncio.Task[None]] = deque()
+
+    async def start(self, run: Callable[[Command], Awaitable[None]], cmd: Command) -> None:
+        """Start ``run(cmd)``; waits first while LIMIT are in flight."""
+        tasks = self._tasks
+        while len(tasks) >= LIMIT:
+            await tasks.popleft()
+        tasks.append(asyncio.ensure_future(run(cmd)))
+
+    async def drain(self) -> None:
+        """Wait until every started publish has finished (and been replied to)."""
+        tasks = self._tasks
+        while tasks:
+            await tasks.popleft()

@@ -1,0 +1,129 @@
+"""Publishes a client sends without waiting run together: replies and offsets in command order, barriers kept."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from channels.types import ClientInfo
+from handlers.hooks import Hooks
+from server.app import Squall, build
+from server.settings import Settings
+from tests.helpers.redis_server import RedisServer, redis_factory, redis_server  # noqa: F401
+from tests.helpers.squall_process import test_config
+from tests.helpers.wsclient import RawClient, connected
+
+OPEN = {
+    "history_size": 100,
+    "history_ttl": 60,
+    "allow_subscribe_for_client": True,
+    "allow_subscribe_for_anonymous": True,
+    "allow_publish_for_client": True,
+    "allow_publish_for_anonymous": True,
+    "allow_history_for_client": True,
+    "allow_history_for_anonymous": True,
+}
+N = 40
+
+
+@pytest.fixture(params=["memory", "redis"])
+def squall_config(request: Any, redis_factory: Any) -> dict[str, Any]:  # noqa: F811
+    if request.param == "memory":
+        return test_config(namespaces=[{"name": "feed", **OPEN}])
+    server = redis_factory()
+    return test_config(engine="redis", redis_urls=[server.url], redis_prefix="pubrun", namespaces=[{"name": "feed", **OPEN}])
+
+
+@pytest.fixture
+def tracking() -> "Tracking":
+    return Tracking()
+
+
+@pytest.fixture
+def squall_hooks(request: Any, tracking: "Tracking") -> Hooks | None:
+    """No hooks, or (param "hook") the tracking on_publish hook."""
+    return Hooks(on_publish=tracking.on_publish) if getattr(request, "param", None) == "hook" else None
+
+
+@pytest.fixture
+def squall_app(io_loop: Any, squall_settings: Settings, squall_hooks: Hooks | None) -> Any:
+    sq = build(squall_settings, hooks=squall_hooks)
+    io_loop.run_sync(sq.start)
+    yield sq
+    io_loop.run_sync(sq.close)
+
+
+async def burst(c: RawClient, channel: str, n: int) -> list[dict[str, Any]]:
+    """``n`` publishes sent back to back, then a history read; every reply, in arrival order."""
+    first = c.next_id + 1
+    for i in range(n):
+        await c.send({"id": first + i, "publish": {"channel": channel, "data": {"i": i}}})
+    await c.send({"id": first + n, "history": {"channel": channel, "limit": -1}})
+    c.next_id = first + n
+    replies: list[dict[str, Any]] = []
+    while len(replies) < n + 1:
+        obj = await c.read()
+        assert obj is not None, "closed"
+        replies.append(obj)
+    return replies
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_burst_of_publishes_keeps_command_order(ws_url: str, squall_app: Squall) -> None:
+    """Replies in command order; offsets follow it; the history read after them sees all of them."""
+    c = await connected(ws_url)
+    replies = await burst(c, "feed:a", N)
+    assert [r["id"] for r in replies] == list(range(2, N + 3))
+    assert all(r.get("publish") == {} for r in replies[:N]), replies[:N]
+    pubs = replies[N]["history"]["publications"]
+    assert [p["data"]["i"] for p in pubs] == list(range(N))
+    assert [int(p["offset"]) for p in pubs] == list(range(1, N + 1))
+    c.conn.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_burst_reaches_redis_in_few_pipelines(ws_url: str, squall_app: Squall) -> None:
+    """Redis engine: the burst's broker calls were queued together, not one round trip each."""
+    broker: Any = squall_app.ctx.hub.broker
+    if not hasattr(broker, "_shards"):
+        pytest.skip("memory engine: no pipeline to count")
+    commands = broker._shards.commands(0)
+    c = await connected(ws_url)
+    await burst(c, "feed:warm", 1)
+    before = commands.batches
+    await burst(c, "feed:b", N)
+    assert commands.batches - before <= N // 4, (commands.batches - before)
+    c.conn.close()
+
+
+class Tracking:
+    """An on_publish hook that records how many publishes were inside it at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most = 0
+        self.seen: list[int] = []
+
+    async def on_publish(self, info: ClientInfo, channel: str, data: Any) -> Any:
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        await asyncio.sleep(0.002 * (3 - data["i"] % 3))  # answers would come back out of order
+        self.seen.append(data["i"])
+        self.inside -= 1
+        return data
+
+
+@pytest.mark.parametrize("squall_config", ["memory"], indirect=True)
+@pytest.mark.parametrize("squall_hooks", ["hook"], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_with_an_on_publish_hook_publishes_run_one_at_a_time(
+    ws_url: str, squall_app: Squall, tracking: Tracking
+) -> None:
+    """A hook may await: its publishes are not started together, so none overtakes another."""
+    c = await connected(ws_url)
+    replies = await burst(c, "feed:h", 12)
+    assert tracking.most == 1 and tracking.seen == list(range(12))
+    assert [p["data"]["i"] for p in replies[12]["history"]["publications"]] == list(range(12))
+    c.conn.close()
