@@ -111,39 +111,31 @@ async def test_lost_replies_fail_the_batch_and_nothing_is_sent_twice(redis_serve
     """Replies that never come: every caller of the batch hears an error; Redis ran each call once."""
     proxy = MutingProxy(redis_server.port)
     await proxy.start()
-    c = client(proxy.url, timeout=0.5)
-    p = CommandPipeline(c)
-    script = p.script(COUNT)
     try:
-        assert await p.run_script(script, ["m"], ["ok"]) == 1  # the connection exists, then goes deaf
-        proxy.mute_existing()
-        results = await asyncio.gather(*(p.run_script(script, ["m"], ["ok"]) for _ in range(20)), return_exceptions=True)
-        assert all(isinstance(r, (RedisError, OSError, asyncio.TimeoutError)) for r in results), results
-        # The calls reached Redis once each; the next one (on a fresh connection) follows them.
-        assert await p.run_script(script, ["m"], ["ok"]) == 22
-        assert await counter(redis_server.url, "m") == 22
+        async with opened(proxy.url, timeout=0.5) as p:
+            script = p.script(COUNT)
+            assert await p.run_script(script, ["m"], ["ok"]) == 1  # the connection exists, then goes deaf
+            proxy.mute_existing()
+            results = await asyncio.gather(*(p.run_script(script, ["m"], ["ok"]) for _ in range(20)), return_exceptions=True)
+            assert all(isinstance(r, (RedisError, OSError, asyncio.TimeoutError)) for r in results), results
+            # The calls reached Redis once each; the next one (on a fresh connection) follows them.
+            assert await p.run_script(script, ["m"], ["ok"]) == 22
+            assert await counter(redis_server.url, "m") == 22
     finally:
-        await p.close()
-        await c.aclose()
         await proxy.close()
 
 
 @pytest.mark.gen_test(timeout=40)
 async def test_dead_redis_fails_calls_and_the_pipeline_recovers(redis_server: RedisServer) -> None:
     """Redis down: calls fail (not hang); Redis back: the same pipeline serves again."""
-    c = client(redis_server.url, timeout=0.5)
-    p = CommandPipeline(c)
-    script = p.script(COUNT)
-    try:
+    async with opened(redis_server.url, timeout=0.5) as p:
+        script = p.script(COUNT)
         assert await p.run_script(script, ["d"], ["ok"]) == 1
         redis_server.stop()
         results = await asyncio.gather(*(p.run_script(script, ["d"], ["ok"]) for _ in range(10)), return_exceptions=True)
         assert all(isinstance(r, (RedisError, OSError, asyncio.TimeoutError)) for r in results), results
         redis_server.start()
         assert await p.run_script(script, ["d"], ["ok"]) == 1  # a fresh server: the script is loaded again
-    finally:
-        await p.close()
-        await c.aclose()
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -9,8 +9,8 @@ import pytest
 
 from channels.types import ClientInfo
 from handlers.hooks import Hooks
-from server.app import Squall, build
-from server.settings import Settings
+from server.app import Squall
+from tests.handlers.test_proxy import squall_app  # noqa: F401  (the fixture, built with squall_hooks)
 from tests.helpers.redis_server import RedisServer, redis_factory, redis_server  # noqa: F401
 from tests.helpers.squall_process import test_config
 from tests.helpers.wsclient import RawClient, connected
@@ -45,14 +45,6 @@ def tracking() -> "Tracking":
 def squall_hooks(request: Any, tracking: "Tracking") -> Hooks | None:
     """No hooks, or (param "hook") the tracking on_publish hook."""
     return Hooks(on_publish=tracking.on_publish) if getattr(request, "param", None) == "hook" else None
-
-
-@pytest.fixture
-def squall_app(io_loop: Any, squall_settings: Settings, squall_hooks: Hooks | None) -> Any:
-    sq = build(squall_settings, hooks=squall_hooks)
-    io_loop.run_sync(sq.start)
-    yield sq
-    io_loop.run_sync(sq.close)
 
 
 async def burst(c: RawClient, channel: str, n: int) -> list[dict[str, Any]]:

@@ -333,10 +333,12 @@ async def test_otlp_mode_builds_or_names_the_missing_extra(tmp_path: Path) -> No
 
 
 @contextlib.asynccontextmanager
-async def memory_node(tmp: Path, name: str, tracer: tracing.Tracer | None) -> AsyncIterator[tuple[int, Squall]]:
-    """A memory-engine node with the server API, behind a front door on a free port."""
+async def memory_node(
+    tmp: Path, name: str, tracer: tracing.Tracer | None, api_key: str = API_KEY, **config: Any
+) -> AsyncIterator[tuple[int, Squall]]:
+    """A memory-engine node with the server API (more settings in ``config``), behind a front door on a free port."""
     path = tmp / f"{name}.toml"
-    path.write_text(to_toml(test_config(api_key=API_KEY)))
+    path.write_text(to_toml(test_config(api_key=api_key, **config)))
     sq = build(load(str(path), environ={}), tracer=tracer)
     await sq.start()
     door = front_door(sq)

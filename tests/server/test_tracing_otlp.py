@@ -20,16 +20,14 @@ import pytest
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from centrifuge import Client, PublicationContext, SubscribedContext, SubscriptionEventHandler
+from centrifuge import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from tornado.httpclient import AsyncHTTPClient
 
 from channels.types import HistoryQuery
-from server.app import Squall, build
-from server.lifecycle import front_door
-from server.settings import load
-from tests.helpers.squall_process import test_config, to_toml
+from server.app import Squall
+from tests.server.test_tracing import Recorder, memory_node
 from tests.helpers.waiting import until
 
 API_KEY = "otlp-test-key"
@@ -145,36 +143,10 @@ def fast_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
 
 
-class Recorder(SubscriptionEventHandler):
-    def __init__(self) -> None:
-        self.data: list[Any] = []
-        self.subscribed = False
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.data.append(ctx.pub.data)
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.subscribed = True
-
-
-@contextlib.asynccontextmanager
-async def otlp_node(tmp: Path, endpoint: str) -> AsyncIterator[tuple[int, Squall]]:
+def otlp_node(tmp: Path, endpoint: str) -> contextlib.AbstractAsyncContextManager[tuple[int, Squall]]:
     """A memory-engine node with tracing = "otlp" to ``endpoint``, behind a front door on a free port."""
-    path = tmp / "otlp.toml"
-    path.write_text(to_toml(test_config(
-        api_key=API_KEY, tracing="otlp", tracing_service_name=SERVICE, tracing_otlp_endpoint=endpoint,
-    )))
-    sq = build(load(str(path), environ={}))
-    await sq.start()
-    door = front_door(sq)
-    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    door.add_sockets(socks)
-    try:
-        yield socks[0].getsockname()[1], sq
-    finally:
-        door.stop()
-        await door.close_all_connections()
-        await sq.close()
+    return memory_node(tmp, "otlp", None, api_key=API_KEY, tracing="otlp", tracing_service_name=SERVICE,
+                       tracing_otlp_endpoint=endpoint)
 
 
 async def api_publish(port: int, data: Any) -> dict[str, Any]:
