@@ -7,13 +7,17 @@ is not a JSON object; 401 for a missing or wrong key; 404 for an unknown
 method and when the API is off (no ``api_key`` and not ``api_insecure``).
 The older single-endpoint form, ``POST /api`` with ``{"method", "params"}``,
 is accepted too.
+
+:func:`answer` is the whole exchange, request in and status plus body out,
+shared by Tornado's :class:`ApiHandler` and the front door's lean
+keep-alive connection (:mod:`handlers.api_conn`), so both answer alike.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 import tornado.web
@@ -26,16 +30,70 @@ from handlers.protocol import JSON
 log = logging.getLogger("squall.api")
 
 
-def presented_key(headers: Any) -> str:
-    """The key from ``X-API-Key`` or ``Authorization: apikey <key>``."""
-    key = headers.get("X-API-Key", "")
+def presented_key(headers: Mapping[str, str]) -> str:
+    """The key from ``X-API-Key`` or ``Authorization: apikey <key>``; names in
+    lower case, which Tornado's headers and the door's dict both answer."""
+    key = headers.get("x-api-key", "")
     if key:
         return str(key)
-    auth = str(headers.get("Authorization", ""))
+    auth = str(headers.get("authorization", ""))
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "apikey":
         return value.strip()
     return ""
+
+
+def error_body(err: errors.SquallError) -> bytes:
+    """Centrifugo's error object as the response body."""
+    return JSON.encode({"error": {"code": err.code, "message": err.message}})
+
+
+async def answer(
+    ctx: Context, api: ServerApi, method: str, headers: Mapping[str, str], body: bytes, remote_ip: str
+) -> tuple[int, bytes]:
+    """One API request: the status and the JSON body to send. ``method`` is
+    the path's (empty for the legacy ``/api``); ``headers`` by lower-case name."""
+    s = ctx.options
+    if not (s.api_key or s.api_insecure):
+        return 404, error_body(errors.NotAvailable("server API is off: set api_key"))
+    if s.api_key and not hmac.compare_digest(presented_key(headers).encode(), s.api_key.encode()):
+        log.info("API request with a bad key from %s", remote_ip)
+        return 401, error_body(errors.Unauthorized())
+    try:
+        params: Any = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        return 400, error_body(errors.BadRequest("malformed JSON"))
+    if not isinstance(params, dict):
+        return 400, error_body(errors.BadRequest("body must be a JSON object"))
+    if not method:  # legacy form: {"method": ..., "params": {...}}
+        method = params.get("method", "")
+        params = params.get("params") or {}
+        if not isinstance(method, str) or not method:
+            return 400, error_body(errors.BadRequest("method required"))
+    if method not in api.methods:
+        return 404, error_body(errors.MethodNotFound())
+    try:
+        result = await _call(ctx, api, method, params, headers)
+    except errors.SquallError as e:
+        if e.code == errors.InternalError.code:
+            log.warning("API %s failed: %s", method, e.message)
+        return 200, error_body(e)
+    except Exception:
+        log.exception("API %s failed", method)
+        return 200, error_body(errors.InternalError())
+    # bytes data as base64, as on the client protocol; Centrifugo answers batch with {"replies": [...]}
+    return 200, JSON.encode(result if method == "batch" else {"result": result})
+
+
+async def _call(ctx: Context, api: ServerApi, method: str, params: Any, headers: Mapping[str, str]) -> Any:
+    """The call, in a span continuing the caller's W3C traceparent when it sent one."""
+    tracer = ctx.tracer
+    if tracer is None:
+        return await api.call(method, params)
+    channel = params.get("channel") if isinstance(params, dict) else None
+    attrs = {"method": method} if not isinstance(channel, str) else {"method": method, "channel": channel}
+    with tracer.span(f"squall.api.{method}", attrs, headers=headers):
+        return await api.call(method, params)
 
 
 class ApiHandler(tornado.web.RequestHandler):
@@ -45,85 +103,20 @@ class ApiHandler(tornado.web.RequestHandler):
         self.ctx = ctx
         self.api = api
 
-    def _enabled(self) -> bool:
-        s = self.ctx.options
-        return bool(s.api_key) or s.api_insecure
-
-    def _authorized(self) -> bool:
-        s = self.ctx.options
-        if not s.api_key:
-            return s.api_insecure
-        given = presented_key(self.request.headers).encode()
-        return hmac.compare_digest(given, s.api_key.encode())
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    async def post(self, method: str = "") -> None:
+        req = self.request
+        status, body = await answer(self.ctx, self.api, method, req.headers, req.body, req.remote_ip or "")
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(JSON.encode(body))  # bytes data as base64, as on the client protocol
-
-    def _error(self, status: int, err: errors.SquallError) -> None:
-        self._send(status, {"error": {"code": err.code, "message": err.message}})
-
-    async def post(self, method: str = "") -> None:
-        if not self._enabled():
-            self._error(404, errors.NotAvailable("server API is off: set api_key"))
-            return
-        if not self._authorized():
-            log.info("API request with a bad key from %s", self.request.remote_ip)
-            self._error(401, errors.Unauthorized())
-            return
-        try:
-            body = orjson.loads(self.request.body or b"{}")
-        except orjson.JSONDecodeError:
-            self._error(400, errors.BadRequest("malformed JSON"))
-            return
-        if not isinstance(body, dict):
-            self._error(400, errors.BadRequest("body must be a JSON object"))
-            return
-        params: Any = body
-        if not method:  # legacy form: {"method": ..., "params": {...}}
-            method = body.get("method", "")
-            params = body.get("params") or {}
-            if not isinstance(method, str) or not method:
-                self._error(400, errors.BadRequest("method required"))
-                return
-        if method not in self.api.methods:
-            self._error(404, errors.MethodNotFound())
-            return
-        try:
-            result = await self._call(method, params)
-        except errors.SquallError as e:
-            if e.code == errors.InternalError.code:
-                log.warning("API %s failed: %s", method, e.message)
-            self._error(200, e)
-            return
-        except Exception:
-            log.exception("API %s failed", method)
-            self._error(200, errors.InternalError())
-            return
-        if method == "batch":
-            self._send(200, result)  # Centrifugo answers batch with {"replies": [...]}
-        else:
-            self._send(200, {"result": result})
-
-    async def _call(self, method: str, params: Any) -> Any:
-        """The call, in a span continuing the caller's W3C traceparent when it sent one."""
-        tracer = self.ctx.tracer
-        if tracer is None:
-            return await self.api.call(method, params)
-        channel = params.get("channel") if isinstance(params, dict) else None
-        attrs = {"method": method} if not isinstance(channel, str) else {"method": method, "channel": channel}
-        with tracer.span(f"squall.api.{method}", attrs, headers=self.request.headers):
-            return await self.api.call(method, params)
+        self.finish(body)
 
     def check_xsrf_cookie(self) -> None:
         """Key-authenticated machine API: no cookies, no XSRF token."""
 
 
-def api_routes(ctx: Context) -> list[Any]:
-    """``/api/<method>`` and the legacy ``/api``, sharing one ServerApi."""
-    api = ServerApi(ctx)
+def api_routes(ctx: Context, api: ServerApi) -> list[Any]:
+    """``/api/<method>`` and the legacy ``/api``, sharing the node's ServerApi."""
     kw = {"ctx": ctx, "api": api}
     return [
         (r"/api/([^/]+)/?", ApiHandler, kw),

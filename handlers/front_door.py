@@ -11,6 +11,9 @@ itself and peeks at the request head (``MSG_PEEK``, so nothing is consumed):
   reads and that passes every check the handler makes (rate limit, upgrade
   headers, origin) is consumed here and handed to
   :func:`handlers.websocket.lean_connection`, the same code the handler uses;
+* ``POST`` of the server API whose head :func:`handlers.api_head.read_api_head`
+  reads starts a lean keep-alive API connection (:mod:`handlers.api_conn`),
+  which gives the socket to Tornado at the first request it cannot read;
 * anything else (other paths, a head split over several segments, a refused
   upgrade, a client that sends nothing for ``HEAD_WAIT``) goes on to
   Tornado's own handling untouched, so Tornado answers it exactly as it
@@ -31,6 +34,9 @@ from typing import Any, Mapping
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders
 
+from handlers.api_conn import ApiConnection
+from handlers.api_head import HttpDate
+from handlers.api_methods import ServerApi
 from handlers.context import Context
 from handlers.origins import origin_allowed
 from handlers.proxy import NO_HEADERS
@@ -42,19 +48,34 @@ log = logging.getLogger("squall.ws")
 
 HEAD_MAX = 8192  # a longer upgrade head is Tornado's to read
 HEAD_WAIT = 5.0  # seconds a new socket may stay silent before Tornado takes it
+API_IDLE_TIMEOUT = 3600.0  # seconds a lean API connection may idle: Tornado's idle_connection_timeout default
 
 
 class FrontDoor(HTTPServer):
     """Tornado's HTTPServer, except that an accepted socket is first peeked at:
     a client WebSocket upgrade is opened here, anything else is served as usual."""
 
-    def initialize(self, *args: Any, ctx: Context, lean: bool = True, **kwargs: Any) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self,
+        *args: Any,
+        ctx: Context,
+        lean: bool = True,
+        api: ServerApi | None = None,
+        api_idle_timeout: float = API_IDLE_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().initialize(*args, **kwargs)
         self.ctx = ctx
-        self.lean = lean  # False: every connection goes to Tornado (e.g. permessage-deflate on)
+        self.lean = lean  # False: every WebSocket upgrade goes to Tornado (e.g. permessage-deflate on)
+        self.api = api  # None: server API requests go to Tornado
+        self.api_idle_timeout = api_idle_timeout
         self.upgrades = 0  # WebSockets opened by the door itself (tests tell the paths apart by it)
+        self.api_connections = 0  # lean API connections opened (likewise)
         self._loop = asyncio.get_running_loop()
         self._waiting: dict[int, tuple[socket.socket, Any, asyncio.TimerHandle]] = {}
+        self._api_conns: set[ApiConnection] = set()
+        self._api_date = HttpDate()
+        self._api_sweep: asyncio.TimerHandle | None = None
 
     def stop(self) -> None:
         """Stop accepting; sockets still silent are closed."""
@@ -65,11 +86,23 @@ class FrontDoor(HTTPServer):
             self._loop.remove_reader(fd)
             sock.close()
 
+    async def close_all_connections(self) -> None:
+        """Tornado's, and the lean API connections: idle ones now, busy ones
+        after the response in hand (as Tornado closes its keep-alive ones)."""
+        for conn in list(self._api_conns):
+            conn.close_when_idle()
+        while self._api_conns:
+            await asyncio.sleep(0.01)
+        if self._api_sweep is not None:
+            self._api_sweep.cancel()
+            self._api_sweep = None
+        await super().close_all_connections()
+
     # ------------------------------------------------------------ per socket
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
         # an (host, port[, ...]) address is TCP over IP (a Unix socket's is a str);
         # cheaper than ``connection.family``, which builds an enum per call
-        if not self.lean or self.ssl_options is not None or not isinstance(address, tuple):
+        if not (self.lean or self.api) or self.ssl_options is not None or not isinstance(address, tuple):
             super()._handle_connection(connection, address)
             return
         connection.setblocking(False)
@@ -116,13 +149,48 @@ class FrontDoor(HTTPServer):
         if not head:
             sock.close()  # the peer left before saying anything
             return
-        if not self._try_upgrade(sock, address, head):
+        if not self._try_upgrade(sock, address, head) and not self._try_api(sock, address, head):
             super()._handle_connection(sock, address)
+
+    def _to_tornado(self, sock: socket.socket, address: Any) -> None:
+        super()._handle_connection(sock, address)
+
+    def _try_api(self, sock: socket.socket, address: Any, head: bytes) -> bool:
+        """Serve a server API connection on the lean path from a head it reads;
+        False leaves the socket untouched for Tornado."""
+        if self.api is None or not head.startswith(b"POST /api"):
+            return False
+        max_body = self.conn_params.max_body_size or self.max_buffer_size or 104857600  # Tornado's default
+        conn = ApiConnection(self.ctx, self.api, sock, address, max_body, self._api_date, self._to_tornado, self._api_closed)
+        if not conn.open(head):
+            return False
+        if not conn.closed:
+            self._api_conns.add(conn)
+            if self._api_sweep is None:
+                self._api_sweep = self._loop.call_later(self._sweep_every(), self._sweep)
+        self.api_connections += 1
+        return True
+
+    def _api_closed(self, conn: ApiConnection) -> None:
+        self._api_conns.discard(conn)
+
+    def _sweep_every(self) -> float:
+        return min(60.0, self.api_idle_timeout / 2)
+
+    def _sweep(self) -> None:
+        """Close lean API connections idle longer than ``api_idle_timeout``."""
+        self._api_sweep = None
+        deadline = self._loop.time() - self.api_idle_timeout
+        for conn in list(self._api_conns):
+            if conn.idle and conn.last_active < deadline:
+                conn.close_when_idle()
+        if self._api_conns:
+            self._api_sweep = self._loop.call_later(self._sweep_every(), self._sweep)
 
     def _try_upgrade(self, sock: socket.socket, address: Any, head: bytes) -> bool:
         """Open a lean WebSocket from a complete, acceptable head; False leaves
         the socket untouched for Tornado."""
-        if not head.startswith(b"GET "):
+        if not self.lean or not head.startswith(b"GET "):
             return False
         end = head.find(b"\r\n\r\n")
         if end < 0:

@@ -43,8 +43,8 @@ class Head:
     headers: dict[str, str]
 
 
-def parse_head(head: bytes) -> Head | None:
-    """The ``GET ... HTTP/1.1`` head (without its blank line) as a :class:`Head`,
+def parse_head(head: bytes, method: str = "GET") -> Head | None:
+    """The ``<method> ... HTTP/1.1`` head (without its blank line) as a :class:`Head`,
     or None for anything less plain: another method or version, a folded or
     repeated header, a name that is not an RFC 9110 token, a line with no
     colon, a control character in a value. None sends the request to
@@ -56,9 +56,9 @@ def parse_head(head: bytes) -> Head | None:
     """
     text = head.decode("latin-1")
     line, _, rest = text.partition("\r\n")
-    method, _, target = line.partition(" ")
+    verb, _, target = line.partition(" ")
     target, _, version = target.partition(" ")
-    if method != "GET" or version != "HTTP/1.1" or not target.startswith("/") or " " in target:
+    if verb != method or version != "HTTP/1.1" or not target.startswith("/") or " " in target:
         return None
     rest += "\r\n"
     if _HEADER_LINES.fullmatch(rest) is None:  # one pass in C over every line

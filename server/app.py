@@ -15,6 +15,7 @@ from channels.events import EVENT_TYPES, EventLog, NoEvents
 from channels.events_delivery import Delivery, Sink
 from channels.events_webhook import Webhook
 from channels.hub import Hub
+from handlers.api_methods import ServerApi
 from handlers.auth import TokenVerifier
 from handlers.context import Context
 from handlers.control import register_controls
@@ -45,6 +46,7 @@ class Squall:
     backends: Backends
     app: tornado.web.Application
     metrics: Metrics
+    api: ServerApi  # the server API's methods, shared by Tornado's handler and the front door's lean path
     delivery: Delivery | None = None
     webhook: Webhook | None = None
     tracer_provider: Any = None  # the OpenTelemetry SDK's, when settings turned tracing on (shut down by close)
@@ -230,5 +232,6 @@ def build(settings: Settings, hooks: Hooks | None = None, tracer: tracing.Tracer
         "compress_response": False,
     }
     register_controls(hub, hooks)
-    app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR), **app_settings)
-    return Squall(settings, ctx, backends, app, metrics, delivery, webhook, tracer_provider)
+    api = ServerApi(ctx)
+    app = tornado.web.Application(routes(ctx, backends, metrics, STATIC_DIR, api), **app_settings)
+    return Squall(settings, ctx, backends, app, metrics, api, delivery, webhook, tracer_provider)

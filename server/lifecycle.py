@@ -60,13 +60,15 @@ async def shutdown(squall: Squall, server: FrontDoor | None) -> None:
     log.info("shutdown complete")
 
 
-def front_door(squall: Squall) -> FrontDoor:
-    """The HTTP server, with the door that opens client WebSockets itself (needs a running loop)."""
+def front_door(squall: Squall, lean_api: bool = True) -> FrontDoor:
+    """The HTTP server, with the door that opens client WebSockets and serves
+    the server API itself (needs a running loop); ``lean_api`` False leaves
+    the API to Tornado (tests compare the two)."""
     settings = squall.settings
     return FrontDoor(
         squall.app, xheaders=True, max_body_size=max(settings.max_message_size, 1 << 20),
         # permessage-deflate is Tornado's: then every connection goes to Tornado
-        ctx=squall.ctx, lean=not settings.websocket_compression,
+        ctx=squall.ctx, lean=not settings.websocket_compression, api=squall.api if lean_api else None,
     )
 
 

@@ -9,6 +9,7 @@ import tornado.web
 
 from handlers.admin import admin_routes
 from handlers.api import api_routes
+from handlers.api_methods import ServerApi
 from handlers.context import Context
 from handlers.emulation import EmulationHandler
 from handlers.emulation_sessions import EmulationSessions
@@ -23,7 +24,7 @@ from handlers.websocket import WS_PATH, WebSocketHandler
 from server.backends import Backends
 
 
-def routes(ctx: Context, backends: Backends, metrics: Metrics, static_dir: Path) -> list[Any]:
+def routes(ctx: Context, backends: Backends, metrics: Metrics, static_dir: Path, api: ServerApi) -> list[Any]:
     table: list[Any] = [
         (WS_PATH, WebSocketHandler, {"ctx": ctx}),
         (r"/health", HealthHandler, {"ctx": ctx}),
@@ -33,7 +34,7 @@ def routes(ctx: Context, backends: Backends, metrics: Metrics, static_dir: Path)
         (r"/metrics", MetricsHandler, {"metrics": metrics}),
     ]
     table += admin_routes(ctx, static_dir)
-    table += api_routes(ctx)
+    table += api_routes(ctx, api)
     emulated = {"ctx": ctx, "sessions": EmulationSessions(ctx.hub)}
     table += [
         # centrifuge-js's bidirectional fallbacks (Centrifugo's routes); the uni ones stay apart

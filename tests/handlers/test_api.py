@@ -1,4 +1,8 @@
-"""The server API through the official `cent` client (and raw HTTP for the edges)."""
+"""The server API through the official `cent` client (and raw HTTP for the edges).
+
+Every test runs on both HTTP paths: the front door's lean keep-alive path
+(handlers.api_conn, the default) and Tornado's ``ApiHandler``.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from cent.exceptions import CentApiResponseError, CentUnauthorizedError
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from handlers.auth import make_token
-from tests.helpers.squall_process import test_config
+from tests.helpers.squall_process import serve_door, test_config
 from tests.helpers.wsclient import RawClient, connected
 
 KEY = "test-api-key"
@@ -38,6 +42,14 @@ SECRET = "test-secret-long-enough-for-hs256-keys!"
 @pytest.fixture
 def squall_config() -> dict[str, Any]:
     return test_config(api_key=KEY, token_hmac_secret_key=SECRET)
+
+
+@pytest.fixture(params=[True, False], ids=["lean", "tornado"])
+def http_server(request: pytest.FixtureRequest, io_loop: Any, _unused_port: Any, squall_app: Any) -> Any:
+    for door in serve_door(io_loop, _unused_port, squall_app, lean_api=request.param):
+        yield door
+        # every test makes API calls: on the lean variant they must have taken the lean path
+        assert (door.api_connections > 0) == request.param, door.api_connections
 
 
 @pytest.fixture

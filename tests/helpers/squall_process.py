@@ -233,19 +233,24 @@ def app(squall_app: Squall) -> Any:
     return squall_app.app
 
 
-@pytest.fixture
-def http_server(io_loop: Any, _unused_port: Any, squall_app: Squall) -> Iterator[FrontDoor]:
-    """pytest-tornado's fixture, but served as run.py serves: through the front door."""
+def serve_door(io_loop: Any, port: Any, squall_app: Squall, lean_api: bool = True) -> Iterator[FrontDoor]:
+    """Serve ``squall_app`` on pytest-tornado's port as run.py serves it: through the front door."""
 
     async def make() -> FrontDoor:
-        door = front_door(squall_app)
-        door.add_sockets([_unused_port[0]])
+        door = front_door(squall_app, lean_api=lean_api)
+        door.add_sockets([port[0]])
         return door
 
     door: FrontDoor = io_loop.run_sync(make)
     yield door
     door.stop()
     io_loop.run_sync(door.close_all_connections, timeout=10)
+
+
+@pytest.fixture
+def http_server(io_loop: Any, _unused_port: Any, squall_app: Squall) -> Iterator[FrontDoor]:
+    """pytest-tornado's fixture, but served as run.py serves: through the front door."""
+    yield from serve_door(io_loop, _unused_port, squall_app)
 
 
 @pytest.fixture
