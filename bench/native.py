@@ -1,6 +1,6 @@
 """Build and run the load generators in C: ``bench/native_broadcast.c``,
-``bench/native_chat.c`` and ``bench/native_idle.c`` (all on the plumbing of
-``bench/native_ws.h``).
+``bench/native_chat.c``, ``bench/native_idle.c`` and ``bench/native_publish.c``
+(all on the plumbing of ``bench/native_ws.h``).
 
 Why load generators in C: on a 2-core machine the load must cost a small
 fraction of a core, or it competes with the server it measures. The Python
@@ -14,6 +14,9 @@ lands and measures latency too, at 6-9 µs of CPU per delivery in `bench/run`'s 
 The idle generator opens connections as fast as the server takes them and
 holds them; it measures the setup rate, for which the Python tester's own
 cost per connection (about the server's) was the limit.
+The publish generator has unsubscribed clients publish in a closed loop (one
+publish in flight per connection); it measures what client publishes reach
+(``bench/redis_publish.py``'s client side).
 
 Each binary is compiled with the system's ``cc`` on first use and cached under
 the temp directory, named by the hash of its source and the shared headers.
@@ -154,6 +157,32 @@ class Idle:
         ]
 
 
+@dataclass(frozen=True)
+class Publish:
+    """One run: ``connections`` unsubscribed sockets, each publishing to ``namespace:c<k mod channels>`` and
+    awaiting the reply before its next, until ``publications`` replies or ``duration`` seconds."""
+
+    program: ClassVar[str] = "native_publish"
+    port: int
+    connections: int = 200
+    channels: int = 100
+    publications: int = 40000
+    namespace: str = "stream"
+    duration: float = 60.0  # hard bound on the publishing; the run normally ends at ``publications``
+    drain: float = 10.0  # longest wait for the replies in flight when the duration ran out
+
+    @property
+    def longest(self) -> float:
+        return SETUP_TIMEOUT + self.duration + self.drain
+
+    def argv(self) -> list[str]:
+        return [
+            "--port", str(self.port), "--connections", str(self.connections), "--channels", str(self.channels),
+            "--publications", str(self.publications), "--namespace", self.namespace,
+            "--duration", str(self.duration), "--drain", str(self.drain),
+        ]
+
+
 def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | None = None,
         prefix: Sequence[str] = ()) -> dict[str, Any]:
     """Run the generator to its end; ``on_mark`` hears each ``MARK`` line's name as it comes
@@ -162,7 +191,8 @@ def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | No
     ``prefix`` goes before the command (e.g. ``taskset -c 1``).
 
     The result is the generator's JSON plus ``exit_code`` (0 only with every
-    client ready and alive, nothing lost and no publish refused).
+    client ready and alive, nothing lost and no publish refused; the publish
+    generator also needs all its publications answered).
     """
     binary = exe or build(program=spec.program)
     proc = subprocess.Popen([*prefix, str(binary), *spec.argv()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

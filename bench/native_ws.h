@@ -9,7 +9,8 @@
  *   on_pub(c, p, n)     a publication push; p holds the first min(n, PRE)
  *                       bytes of its payload;
  *   on_closing(c)       c is about to close (undo its bookkeeping).
- * Replies after the setup ones acknowledge publishes (counted here).
+ * Replies after the setup ones acknowledge publishes (counted here; a program
+ * that publishes in a closed loop sets `ack_hook` to hear each one).
  * Included by exactly one .c file, so everything here is static.
  *
  * Two wire formats: Centrifugo's JSON form (text frames) and, with
@@ -78,6 +79,8 @@ static int last_close_code;
 static int proto; /* 1: the protobuf form; set by the program before any connection opens */
 static uint64_t pub_frame_bytes; /* wire bytes of the publication frames read (header included) */
 static char buf[1 << 18];
+/* Optional: called on each publish reply (after it is counted), while c->pre still holds the reply's first bytes. */
+static void (*ack_hook)(conn_t *c, int is_error);
 
 static double now(void) {
     struct timespec ts;
@@ -196,6 +199,7 @@ static void on_reply(conn_t *c, int is_error) {
     if (c->replies >= setup) { /* publish acknowledgements */
         if (is_error) publish_errors++;
         else acked++;
+        if (ack_hook) ack_hook(c, is_error);
         return;
     }
     c->replies++;

@@ -2,31 +2,47 @@
 
 Not a test: run it by hand and copy the numbers into docs/PERFORMANCE.md::
 
-    python -m bench.redis_publish [--publishers 200] [--publications 40000]
+    python -m bench.redis_publish [--publishers 200] [--publications 40000] [--sides raw,client]
 
 Starts its own redis-server (tests.helpers.redis_server) and, in the same
-run and on the same Redis, measures publications to channels with history
-(``history_size`` 100, no durable store behind Redis):
+run and on the same Redis, measures ``--publications`` publications to
+``--channels`` channels with history and no durable store behind Redis. The
+raw and engine sides use ``history_size`` 100; the server sides use the
+namespace ``stream`` of bench/squall.toml (``history_size`` 1000, 10 min TTL).
+The sides (``--sides`` picks some; the default is all):
 
-* raw pipelined: one task sending the engine's own PUBLISH script with the
-  engine's arguments as EVALSHA, ``--publishers`` calls per pipeline, back to
-  back (what redis-py can push through one connection: the baseline);
-* raw one by one: ``--publishers`` tasks, each awaiting one EVALSHA at a
-  time on a pooled client (how the engine published before it batched);
-* engine: ``--publishers`` tasks, each awaiting :meth:`RedisBroker.publish`
-  (offset assignment, window, pub/sub) in a loop: what an API or client
-  publish waits for below the handlers;
-* server, API: a Squall server process (``--engine redis``) on the same
-  Redis, ``--publishers`` concurrent HTTP clients each posting ``publish``
-  to the server API in a loop; and the same through ``batch`` requests
-  (``--batch`` publishes each, ``parallel``);
-* server, client: ``--publishers`` WebSocket clients (one process each side)
-  each publishing in a loop and awaiting each reply.
+* ``raw``, raw pipelined: one task sending the engine's own PUBLISH script
+  with the engine's arguments as EVALSHA, ``--publishers`` calls per
+  pipeline, back to back (what redis-py can push through one connection:
+  the baseline);
+* ``one``, raw one by one: ``--publishers`` tasks, each awaiting one EVALSHA
+  at a time on a pooled client (how the engine published before it batched);
+* ``engine``: ``--publishers`` tasks, each awaiting
+  :meth:`RedisBroker.publish` (offset assignment, window, pub/sub) in a
+  loop: what an API or client publish waits for below the handlers;
+* ``api``, server, API publish: a fresh Squall server process (``--engine
+  redis``) on the same Redis, ``--publishers`` keep-alive HTTP clients
+  (asyncio, in this process) each posting one ``publish`` to the server API
+  and awaiting its answer before the next;
+* ``batch``, server, API batch: the same with ``--publishers // --batch``
+  clients each posting ``batch`` requests of ``--batch`` publishes
+  (``parallel``);
+* ``client``, server, client publish: a fresh Squall server process as for
+  ``api``, ``--publishers`` WebSocket clients (bench/native_publish.c, one C
+  process for all; Centrifugo's JSON protocol, anonymous, not subscribed)
+  each sending ``publish`` and awaiting its reply before the next.
 
-Rounds alternate the order; the median of the per-round ratios to the raw
-pipelined loop counts. Every publish must succeed and every offset of every
-channel must be present exactly once in Redis at the end of a round, or the
-run fails (a batcher that lost or doubled a call would show here).
+A side's rate is its publications over its time; for ``client`` the time
+and the server's CPU run from the generator's ``MARK start`` (all
+connections open) to its ``MARK end`` (last reply), for ``api`` and
+``batch`` over the whole side. The server sides also report the server
+process's CPU µs per publication.
+
+Rounds reverse the order every other round; the median of the per-round
+ratios to the raw pipelined loop counts. Every publish must succeed and the
+channels' offsets in Redis must add up to the publications made at the end
+of every side, or the run fails (a batcher that lost or doubled a call would
+show here).
 """
 
 from __future__ import annotations
@@ -49,7 +65,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from channels import redis_envelope as envelope  # noqa: E402
 from channels.broker_redis import RedisBroker  # noqa: E402
 from channels.redis_scripts import PUBLISH  # noqa: E402
-from bench.suite import start_server  # noqa: E402
+from bench import native  # noqa: E402
+from bench.suite import Server, start_server  # noqa: E402
 from channels.types import ClientInfo, Publication, StreamOptions  # noqa: E402
 from tests.helpers.redis_server import RedisServer, find_redis_server  # noqa: E402
 
@@ -222,15 +239,42 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def engine_server(url: str, work: Path) -> Server:
+    """A fresh Squall process on the Redis engine at ``url`` (bench/squall.toml, API key ``API_KEY``)."""
+    return start_server("squall", "", work / "squall.log", ["--engine", "redis", "--redis-url", url, "--api-key", API_KEY])
+
+
 async def through_server(url: str, work: Path, total: int, publishers: int, channels: int, batch: int) -> tuple[float, float]:
     """API publishes/s through a fresh Redis-engine server, and its CPU µs per publication."""
-    server = start_server("squall", "", work / "squall.log", ["--engine", "redis", "--redis-url", url, "--api-key", API_KEY])
+    server = engine_server(url, work)
     try:
         cpu0 = server_cpu(server.proc.pid)
         rate = await api_publishes(server.port, total, publishers, channels, batch)
         return rate, (server_cpu(server.proc.pid) - cpu0) * 1e6 / total
     finally:
         server.stop()
+
+
+async def client_publishes(url: str, work: Path, total: int, connections: int, channels: int) -> tuple[float, float]:
+    """Client publishes/s through a fresh Redis-engine server (bench/native_publish.c, ``connections``
+    closed loops to ``stream:c<k>``), and the server's CPU µs per publication between the generator's marks."""
+    exe = native.build(program="native_publish")  # before the server starts: a first build takes a while
+    server = engine_server(url, work)
+    cpu: dict[str, float] = {}
+    try:
+        spec = native.Publish(port=server.port, connections=connections, channels=channels, publications=total,
+                              duration=MAX_SECONDS)
+        pid = server.proc.pid
+        result = await asyncio.to_thread(native.run, spec, lambda name: cpu.__setitem__(name, server_cpu(pid)), exe)
+    finally:
+        server.stop()
+    if result["exit_code"] != 0 or "start" not in cpu or "end" not in cpu:
+        raise SystemExit(f"client publishes failed: {result}")
+    return float(result["rate"]), (cpu["end"] - cpu["start"]) * 1e6 / max(1, int(result["measured_ok"]))
+
+
+SIDES = ("raw", "one", "engine", "api", "batch", "client")
+SERVER_SIDES = ("api", "batch", "client")
 
 
 async def main() -> None:
@@ -240,8 +284,18 @@ async def main() -> None:
     ap.add_argument("--channels", type=int, default=100)
     ap.add_argument("--batch", type=int, default=50, help="publishes per API batch request")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sides", default=",".join(SIDES),
+                    help=f"comma-separated sides to run, of {','.join(SIDES)} (ratios need raw)")
     ap.add_argument("--engine-only", action="store_true", help="skip the runs through a server")
     args = ap.parse_args()
+    chosen = [x.strip() for x in args.sides.split(",") if x.strip()]
+    unknown = sorted(set(chosen) - set(SIDES))
+    if unknown or not chosen:
+        raise SystemExit(f"--sides: unknown {', '.join(unknown) or '(none given)'}; choose from {','.join(SIDES)}")
+    if args.engine_only:
+        chosen = [x for x in chosen if x not in SERVER_SIDES]
+    if args.publishers < 1 or args.publications < 1 or args.channels < 1 or args.batch < 1 or args.rounds < 1:
+        raise SystemExit("--publishers, --publications, --channels, --batch and --rounds must be positive")
     binary = find_redis_server()
     if binary is None:
         raise SystemExit("no redis-server found")
@@ -252,17 +306,17 @@ async def main() -> None:
     rows: dict[str, list[float]] = {}
     try:
         for rnd in range(args.rounds):
-            sides: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
-                ("raw pipelined", "r:m:*", lambda: raw_pipelined(rs.url, n, p, c, "r:")),
-                ("raw one by one", "o:m:*", lambda: raw_one_by_one(rs.url, n, p, c, "o:")),
-                ("engine", "e:{0}:meta:*", lambda: engine(rs.url, n, p, c, "e")),
-            ]
-            if not args.engine_only:
-                sides += [
-                    ("server, API publish", "squall:*:meta:*", lambda: through_server(rs.url, work, n, p, c, 1)),
-                    (f"server, API batch of {args.batch}", "squall:*:meta:*",
-                     lambda: through_server(rs.url, work, n, max(1, p // args.batch), c, args.batch)),
-                ]
+            every: dict[str, tuple[str, str, Callable[[], Awaitable[Any]]]] = {
+                "raw": ("raw pipelined", "r:m:*", lambda: raw_pipelined(rs.url, n, p, c, "r:")),
+                "one": ("raw one by one", "o:m:*", lambda: raw_one_by_one(rs.url, n, p, c, "o:")),
+                "engine": ("engine", "e:{0}:meta:*", lambda: engine(rs.url, n, p, c, "e")),
+                "api": ("server, API publish", "squall:*:meta:*", lambda: through_server(rs.url, work, n, p, c, 1)),
+                "batch": (f"server, API batch of {args.batch}", "squall:*:meta:*",
+                          lambda: through_server(rs.url, work, n, max(1, p // args.batch), c, args.batch)),
+                "client": ("server, client publish", "squall:*:meta:*",
+                           lambda: client_publishes(rs.url, work, n, p, c)),
+            }
+            sides = [every[key] for key in SIDES if key in chosen]
             if rnd % 2:
                 sides.reverse()
             for name, pattern, side in sides:
@@ -275,8 +329,11 @@ async def main() -> None:
                 await check_offsets(rs.url, pattern, n)
     finally:
         rs.stop()
-    base = rows["raw pipelined"]
+    base = rows.get("raw pipelined")
     for name, rates in rows.items():
+        if base is None:
+            print(f"result: {name}: median {statistics.median(rates):,.0f}/s (no raw pipelined side to compare with)")
+            continue
         ratios = sorted(r / b for r, b in zip(rates, base))
         print(f"result: {name}: median {statistics.median(rates):,.0f}/s, "
               f"{statistics.median(ratios):.0%} of raw pipelined (rounds {', '.join(f'{x:.0%}' for x in ratios)})")

@@ -36,6 +36,12 @@ def idle_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def publish_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The publish generator compiled into this test run's own folder."""
+    return native.build(tmp_path_factory.mktemp("native_publish"), program="native_publish")
+
+
+@pytest.fixture(scope="module")
 def squall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SquallProcess]:
     """Squall with bench/squall.toml (open namespace "bench")."""
     sp = start_squall(tmp_path_factory.mktemp("squall"), (ROOT / "bench" / "squall.toml").read_text())
@@ -242,3 +248,33 @@ def test_bad_flags_print_usage_and_exit_2(idle_exe: Path, argv: list[str]) -> No
     assert done.returncode == 2
     assert "usage:" in done.stderr or "need --port" in done.stderr
     assert done.stdout == ""
+
+
+def server_publications(sp: SquallProcess) -> float:
+    with urllib.request.urlopen(f"{sp.url}/metrics", timeout=5) as resp:
+        return prometheus_sample(resp.read().decode(), "squall_publications_total") or 0.0
+
+
+def test_publish_closed_loops_get_every_reply(publish_exe: Path, squall: SquallProcess) -> None:
+    """20 closed loops make exactly 300 publishes, each answered ok with its own id; Squall counted 300 publications."""
+    before = server_publications(squall)
+    marks: list[str] = []
+    spec = native.Publish(port=squall.port, connections=20, channels=7, publications=300, duration=20.0, drain=2.0)
+    r = native.run(spec, marks.append, publish_exe)
+    assert r["exit_code"] == 0, r
+    assert marks == ["start", "end"]
+    assert r["ready"] == r["live"] == 20 and r["closes"] == 0
+    assert r["sent"] == r["ok"] == r["acked"] == r["measured_ok"] == r["measured_replies"] == 300
+    assert r["errors"] == r["wrong_ids"] == r["lost"] == r["extra"] == r["in_flight"] == 0
+    assert r["rate"] == pytest.approx(300 / r["seconds"], rel=1e-3)
+    assert server_publications(squall) - before == 300
+
+
+def test_publish_refusals_are_counted_and_fail_the_run(publish_exe: Path, squall: SquallProcess) -> None:
+    """Publishing into an unknown namespace: every reply is an error (still one per publish), none ok, exit non-zero."""
+    spec = native.Publish(port=squall.port, connections=5, channels=2, publications=40, namespace="nowhere",
+                          duration=10.0, drain=2.0)
+    r = native.run(spec, None, publish_exe)
+    assert r["exit_code"] == 1
+    assert r["sent"] == r["errors"] == 40
+    assert r["ok"] == 0 and r["wrong_ids"] == 0 and r["in_flight"] == 0
