@@ -114,7 +114,7 @@ class RedisBroker:
         """Connect; when Redis is down the links keep retrying in the background."""
         self._handler = handler
         # The durable store is started and closed by the server's assembly.
-        async with redis_call("cluster discovery"):
+        with redis_call("cluster discovery"):
             await self._shards.start()
         self._install_links(self._shards.endpoints())
         await asyncio.gather(*(link.start(self._connect_wait) for link in self._links))
@@ -173,7 +173,7 @@ class RedisBroker:
         """Re-read the slot map; if a bucket's primary changed, move every
         topic to links for the new layout and resync (messages may have been
         lost in between, so subscribers recover)."""
-        async with redis_call("cluster layout"):
+        with redis_call("cluster layout"):
             await self._shards.refresh_layout()
         endpoints = self._shards.endpoints()
         current = {b: link.name for b, link in self._link_of_bucket.items()}
@@ -314,7 +314,7 @@ class RedisBroker:
         record = envelope.record_payload(pub, None if self._tracer is None else self._tracer.traceparent())
         if not opts.enabled:
             data = envelope.pack(self.node_id, envelope.PUBLICATION, record)
-            async with redis_call("publish"):
+            with redis_call("publish"):
                 await self._shards.publish(keys.bucket, keys.topic, data)
             return StreamPosition()
         persist = self._persist is not None
@@ -335,11 +335,11 @@ class RedisBroker:
         ]
         commands = self._shards.commands(keys.bucket)
         script_keys = [keys.meta, keys.window, keys.persist]
-        async with redis_call("publish"):
+        with redis_call("publish"):
             res = await commands.run_script(self._publish_script, script_keys, args)
         if res[0] == -1:
             args[7] = await self._initial_top(channel)
-            async with redis_call("publish"):
+            with redis_call("publish"):
                 res = await commands.run_script(self._publish_script, script_keys, args)
         offset, epoch, entry_id = int(res[0]), text(res[1]), res[2]
         if self._persist is not None:
@@ -368,7 +368,7 @@ class RedisBroker:
     async def _publish_info(self, channel: str, kind: bytes, info: ClientInfo) -> None:
         keys = self._shards.keys(channel)
         data = envelope.pack(self.node_id, kind, envelope.pack_payload(info.to_dict()))
-        async with redis_call("publish"):
+        with redis_call("publish"):
             await self._shards.publish(keys.bucket, keys.topic, data)
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
@@ -379,7 +379,7 @@ class RedisBroker:
 
     async def publish_control(self, data: bytes) -> None:
         """Other nodes hear it through Redis; this node directly (its echo is dropped)."""
-        async with redis_call("publish"):
+        with redis_call("publish"):
             await self._shards.publish(0, self._shards.control_topic, envelope.pack(self.node_id, envelope.CONTROL, data))
         assert self._handler is not None, "broker not started"
         self._handler.on_control(data)
@@ -391,13 +391,13 @@ class RedisBroker:
     async def new_epoch(self, channel: str) -> None:
         """Drop the epoch: the next publish or position read creates a fresh one (and drops the window)."""
         keys = self._shards.keys(channel)
-        async with redis_call("new epoch"):
+        with redis_call("new epoch"):
             await self._shards.client(keys.bucket).hdel(keys.meta, "e")
 
     async def remove_history(self, channel: str) -> None:
         """Drop the publications; the stream position and epoch stay."""
         keys = self._shards.keys(channel)
-        async with redis_call("history remove"):
+        with redis_call("history remove"):
             await self._shards.client(keys.bucket).delete(keys.window)
         if self._history is not None:
             await self._history.remove(channel)

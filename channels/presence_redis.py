@@ -58,7 +58,7 @@ class RedisPresenceManager:
     async def _tracked(self, what: str) -> AsyncIterator[None]:
         """Maps Redis failures to BackendUnavailable and records health."""
         try:
-            async with redis_call(what):
+            with redis_call(what):
                 yield
         except BackendUnavailable:
             self._healthy = False

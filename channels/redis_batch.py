@@ -26,6 +26,7 @@ call; those calls are sent again, in their order, after one ``SCRIPT LOAD``.
 from __future__ import annotations
 
 import asyncio
+import math
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -186,11 +187,13 @@ class CommandPipeline:
         try:
             await conn.send_packed_command(b"".join([hiredis.pack_command(c.command) for c in batch]))
             replies: list[Any] = []
-            for _ in batch:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as e:
-                    replies.append(e)
+            # one deadline for the whole batch, not a timer per reply (math.inf: none of redis-py's own)
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in batch:
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as e:
+                        replies.append(e)
             return replies
         except BaseException:
             await conn.disconnect()

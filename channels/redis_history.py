@@ -59,11 +59,11 @@ class StreamReader:
             "1" if query.reverse else "0",
             opts.history_size,
         ]
-        async with redis_call("history"):
+        with redis_call("history"):
             res = await commands.run_script(self._script, [keys.meta, keys.window], args)
         if res[0] == -1:
             args[1] = await self._initial_top(channel)
-            async with redis_call("history"):
+            with redis_call("history"):
                 res = await commands.run_script(self._script, [keys.meta, keys.window], args)
         top = StreamPosition(int(res[0]), text(res[1]))
         pubs: list[Publication] = []

@@ -154,6 +154,9 @@ def client_for_url(url: str, **kwargs: Any) -> Redis:
     return master
 
 
+KEYS_CACHE = 10_000  # channels whose key names RedisShards keeps
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelKeys:
     bucket: int
@@ -202,6 +205,7 @@ class RedisShards:
         }
         pool_extra = _no_maint_notifications()
         self._clients: list[Any] = []
+        self._keys: dict[str, ChannelKeys] = {}  # channel -> its key names, made once (see keys)
         self._names = [u if not is_sentinel_url(u) else parse_sentinel_url(u).name for u in self._urls]
         self._sentinels: list[Sentinel] = []
         self._cluster: RedisCluster | None = None
@@ -276,6 +280,16 @@ class RedisShards:
         return f"{self.prefix}:{{{bucket}}}"
 
     def keys(self, channel: str) -> ChannelKeys:
+        """The channel's key names; remembered for up to KEYS_CACHE channels
+        (the publish path asks once per publication: a CRC and six strings)."""
+        keys = self._keys.get(channel)
+        if keys is None:
+            if len(self._keys) >= KEYS_CACHE:
+                self._keys.clear()
+            keys = self._keys[channel] = self._make_keys(channel)
+        return keys
+
+    def _make_keys(self, channel: str) -> ChannelKeys:
         b = bucket_of(channel, self.n_buckets)
         t = self.tag(b)
         return ChannelKeys(

@@ -176,7 +176,10 @@ async def unsubscribe(s: ClientSession, req: ChannelRequest) -> Result:
 
 
 async def publish(s: ClientSession, req: PublishRequest) -> Result:
-    with tracing.span(s.ctx.tracer, "squall.client.publish", channel=req.channel, client=s.client_id, user=s.user):
+    tracer = s.ctx.tracer
+    if tracer is None:  # the common case, without a keyword dict per publication
+        return await _publish(s, req)
+    with tracer.span("squall.client.publish", {"channel": req.channel, "client": s.client_id, "user": s.user}):
         return await _publish(s, req)
 
 
