@@ -45,6 +45,8 @@ from channels.types import (
 
 log = logging.getLogger("squall.redis.broker")
 
+OPTS_CACHE = 256  # distinct stream options whose script arguments are kept (namespaces have one each)
+
 
 class RedisBroker:
     """Broker over one or more Redis servers (or one Redis Cluster)."""
@@ -106,6 +108,7 @@ class RedisBroker:
         # cumulative stats read by the metrics sampler (count + sum = mean)
         self.publish_count = 0
         self.publish_seconds = 0.0
+        self._opts_args: dict[StreamOptions, tuple[int, int, int, bytes]] = {}  # _stream_args
         self.lag_count = 0
         self.lag_seconds = 0.0  # publication time -> arrival here, for stamped publications
 
@@ -302,50 +305,51 @@ class RedisBroker:
         except Exception as e:
             raise BackendUnavailable(f"history store position failed: {e}") from e
 
-    async def publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
-        started = time.perf_counter()
-        pos = await self._publish(channel, pub, opts)
-        self.publish_count += 1
-        self.publish_seconds += time.perf_counter() - started
-        return pos
+    def _stream_args(self, opts: StreamOptions) -> tuple[int, int, int, bytes]:
+        """The script's per-namespace arguments, worked out once per options
+        (a namespace has one; the publish path asks per publication)."""
+        found = self._opts_args.get(opts)
+        if found is None:
+            if len(self._opts_args) >= OPTS_CACHE:
+                self._opts_args.clear()
+            found = (self._window_size(opts), seconds(opts.history_ttl), seconds(opts.meta_ttl), pack_options(opts))
+            self._opts_args[opts] = found
+        return found
 
-    async def _publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
+    async def publish(self, channel: str, pub: Publication, opts: StreamOptions) -> StreamPosition:
+        # One coroutine, timing included: each frame more on this path is one
+        # more to resume per publication.
+        started = time.perf_counter()
         keys = self._shards.keys(channel)
         record = envelope.record_payload(pub, None if self._tracer is None else self._tracer.traceparent())
         if not opts.enabled:
             data = envelope.pack(self.node_id, envelope.PUBLICATION, record)
             with redis_call("publish"):
                 await self._shards.publish(keys.bucket, keys.topic, data)
-            return StreamPosition()
-        persist = self._persist is not None
-        args: list[Any] = [
-            keys.topic,
-            self.node_id,
-            record,
-            self._window_size(opts),
-            seconds(opts.history_ttl),
-            seconds(opts.meta_ttl),
-            new_epoch(),
-            -1 if persist else 0,
-            "1" if persist else "0",
-            GROUP,
-            pack_options(opts),
-            channel,
-            "1" if self._cluster else "0",
-        ]
-        commands = self._shards.commands(keys.bucket)
-        script_keys = [keys.meta, keys.window, keys.persist]
-        with redis_call("publish"):
-            res = await commands.run_script(self._publish_script, script_keys, args)
-        if res[0] == -1:
-            args[7] = await self._initial_top(channel)
+            pos = StreamPosition()
+        else:
+            persist = self._persist is not None
+            window, ttl, meta_ttl, packed = self._stream_args(opts)
+            args: list[Any] = [
+                keys.topic, self.node_id, record, window, ttl, meta_ttl, new_epoch(),
+                -1 if persist else 0, "1" if persist else "0", GROUP, packed, channel, "1" if self._cluster else "0",
+            ]
+            commands = self._shards.commands(keys.bucket)
+            script_keys = [keys.meta, keys.window, keys.persist]
             with redis_call("publish"):
                 res = await commands.run_script(self._publish_script, script_keys, args)
-        offset, epoch, entry_id = int(res[0]), text(res[1]), res[2]
-        if self._persist is not None:
-            stored = dataclasses.replace(pub, offset=offset, epoch=epoch)
-            await self._persist_one(channel, keys, stored, opts, entry_id)
-        return StreamPosition(offset, epoch)
+            if res[0] == -1:
+                args[7] = await self._initial_top(channel)
+                with redis_call("publish"):
+                    res = await commands.run_script(self._publish_script, script_keys, args)
+            offset, epoch = int(res[0]), text(res[1])
+            if persist:
+                stored = dataclasses.replace(pub, offset=offset, epoch=epoch)
+                await self._persist_one(channel, keys, stored, opts, res[2])
+            pos = StreamPosition(offset, epoch)
+        self.publish_count += 1
+        self.publish_seconds += time.perf_counter() - started
+        return pos
 
     async def _persist_one(
         self, channel: str, keys: ChannelKeys, pub: Publication, opts: StreamOptions, entry_id: bytes

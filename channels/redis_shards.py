@@ -322,7 +322,7 @@ class RedisShards:
 
     async def publish(self, bucket: int, topic: bytes, data: bytes) -> int:
         """PUBLISH, or SPUBLISH in a cluster (routed by the topic's hash tag)."""
-        return await self.commands(bucket).publish(topic, data)
+        return int(await self.commands(bucket).publish(topic, data))
 
     def endpoints(self) -> list[Endpoint]:
         """Servers that need a pub/sub connection, with the buckets they hold."""

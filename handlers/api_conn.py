@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from channels import errors
 from handlers.api import answer, error_body
-from handlers.api_head import ApiHead, HttpDate, api_response, read_api_head
+from handlers.api_head import ApiHead, HeadReader, HttpDate, api_response
 from handlers.api_methods import ServerApi
 from handlers.context import Context
 from handlers.ws_handshake import client_ip
@@ -41,7 +41,7 @@ class ApiConnection:
     """One client connection of the lean API path; see the module docstring."""
 
     __slots__ = (
-        "_ctx", "_api", "_loop", "_sock", "_fd", "_address", "_max_body", "_date", "_handoff", "_closed_cb",
+        "_ctx", "_api", "_loop", "_sock", "_fd", "_address", "_heads", "_date", "_handoff", "_closed_cb",
         "_head", "_body", "_busy", "_reading", "_out", "_closing", "_task", "last_active", "closed",
     )
 
@@ -62,7 +62,7 @@ class ApiConnection:
         self._sock = sock
         self._fd = sock.fileno()
         self._address = address
-        self._max_body = max_body
+        self._heads = HeadReader(max_body)
         self._date = date
         self._handoff = handoff  # gives the socket, untouched since the last response, to Tornado
         self._closed_cb = closed
@@ -130,7 +130,7 @@ class ApiConnection:
         """Consume and start one request from ``peeked``; hand the connection
         to Tornado (False on the first request) when this path cannot read it."""
         end = peeked.find(b"\r\n\r\n")
-        head = read_api_head(peeked[:end], self._max_body) if end >= 0 else None
+        head = self._heads.read(peeked[:end]) if end >= 0 else None
         if head is None:
             if not first:
                 self._pause()

@@ -245,60 +245,60 @@ class ClientSession:
         return self.state is State.CONNECTED and ctx.proxy is None and ctx.hooks.on_publish is None
 
     async def run(self, cmd: Command) -> None:
-        """Run one decoded command (a transport may feed commands it made itself)."""
+        """Run one decoded command (a transport may feed commands it made itself).
+
+        One coroutine for the whole command (no inner dispatch coroutine): it is
+        resumed once per await of every command, publishes included."""
         try:
-            await self._dispatch(cmd)
+            method = cmd.method
+            if not method:
+                return  # pong
+            if self.state is State.NEW:
+                if method != "connect":
+                    raise Disconnect(errors.BAD_REQUEST, "connect first")
+            elif method == "connect":
+                raise Disconnect(errors.BAD_REQUEST, "already connected")
+            command = COMMANDS.get(method)
+            if not cmd.id and (command is None or command.needs_id):
+                raise Disconnect(errors.BAD_REQUEST, "command id required")
+            if self._bucket is not None and not self._bucket.take():
+                self._limited += 1
+                if self._limited > _TOO_MANY_ERRORS:
+                    raise Disconnect(errors.TOO_MANY_REQUESTS)
+                self.out.error(self, cmd.id, errors.TooManyRequests())
+                return
+            self._limited = 0
+            if command is None:
+                self.out.error(self, cmd.id, errors.MethodNotFound())
+                return
+            hub = self.ctx.hub
+            hub.inflight += 1
+            started = time.perf_counter()
+            code = 0
+            try:
+                result = await command.run(self, command.parse(cmd.params))
+            except Disconnect as d:
+                code = d.code
+                raise
+            except Exception as e:
+                err = _error_reply(e, self.client_id, method)
+                code = err.code
+                self.out.error(self, cmd.id, err)
+                return
+            finally:
+                hub.inflight -= 1
+                self.ctx.observer.command(method, code, time.perf_counter() - started)
+            if result is None or not cmd.id:
+                return
+            if isinstance(result, Reply):
+                self.out.reply(self, cmd.id, method, result.result)
+                for frame in result.after:  # pushes that must follow this reply
+                    self.write_wire(frame)
+            else:
+                self.out.reply(self, cmd.id, method, result)
         except Disconnect as d:
             log.info("client=%s disconnected by command %s: %s", self.client_id, cmd.method, d.reason)
             self.disconnect(DisconnectCode(d.code, d.reason), d.reason)
-
-    async def _dispatch(self, cmd: Command) -> None:
-        method = cmd.method
-        if not method:
-            return  # pong
-        if self.state is State.NEW:
-            if method != "connect":
-                raise Disconnect(errors.BAD_REQUEST, "connect first")
-        elif method == "connect":
-            raise Disconnect(errors.BAD_REQUEST, "already connected")
-        command = COMMANDS.get(method)
-        if not cmd.id and (command is None or command.needs_id):
-            raise Disconnect(errors.BAD_REQUEST, "command id required")
-        if self._bucket is not None and not self._bucket.take():
-            self._limited += 1
-            if self._limited > _TOO_MANY_ERRORS:
-                raise Disconnect(errors.TOO_MANY_REQUESTS)
-            self.out.error(self, cmd.id, errors.TooManyRequests())
-            return
-        self._limited = 0
-        if command is None:
-            self.out.error(self, cmd.id, errors.MethodNotFound())
-            return
-        hub = self.ctx.hub
-        hub.inflight += 1
-        started = time.perf_counter()
-        code = 0
-        try:
-            result = await command.run(self, command.parse(cmd.params))
-        except Disconnect as d:
-            code = d.code
-            raise
-        except Exception as e:
-            err = _error_reply(e, self.client_id, method)
-            code = err.code
-            self.out.error(self, cmd.id, err)
-            return
-        finally:
-            hub.inflight -= 1
-            self.ctx.observer.command(method, code, time.perf_counter() - started)
-        if result is None or not cmd.id:
-            return
-        if isinstance(result, Reply):
-            self.out.reply(self, cmd.id, method, result.result)
-            for frame in result.after:  # pushes that must follow this reply
-                self.write_wire(frame)
-        else:
-            self.out.reply(self, cmd.id, method, result)
 
     def accept_data(self, data: Any) -> None:
         """BadRequest unless data this client sent can reach every client format."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.api_head import HttpDate, api_response, read_api_head
+from handlers import api_head
+from handlers.api_head import HeadReader, HttpDate, api_response, read_api_head
 
 MAX = 1000
 
@@ -85,3 +86,64 @@ def test_date_is_formatted_per_second() -> None:
     d = HttpDate()
     assert d.at(0.2) == d.at(0.9) == "Thu, 01 Jan 1970 00:00:00 GMT"
     assert d.at(1.0) == "Thu, 01 Jan 1970 00:00:01 GMT"
+
+
+def test_a_connection_reads_a_repeated_head_shape_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heads that differ only in Content-Length reuse the last read; the length is each one's own."""
+    calls: list[bytes] = []
+    monkeypatch.setattr(api_head, "read_api_head", lambda raw, limit: calls.append(raw) or read_api_head(raw, limit))
+    reader = HeadReader(MAX)
+    first = reader.read(without_blank(head("/api/publish", "Host: x", "Content-Length: 12")))
+    again = reader.read(without_blank(head("/api/publish", "Host: x", "Content-Length: 345")))
+    assert first is not None and again is not None
+    assert (again.method, again.length, again.close) == ("publish", 345, False)
+    assert again.headers == {**first.headers, "content-length": "345"}
+    assert first.length == 12 and len(calls) == 1
+
+
+def test_a_remembered_shape_still_checks_the_limit() -> None:
+    """A reused head over the body limit is refused, as read_api_head refuses it."""
+    reader = HeadReader(MAX)
+    assert reader.read(without_blank(head("/api", "Host: x", "Content-Length: 2"))) is not None
+    assert reader.read(without_blank(head("/api", "Host: x", f"Content-Length: {MAX + 1}"))) is None
+    assert reader.read(without_blank(head("/api", "Host: x", f"Content-Length: {MAX}"))) is not None
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        head("/api/broadcast", "Host: x", "Content-Length: 7"),  # another method
+        head("/api/publish", "Host: x", "Content-Length: 7", "Connection: close"),
+        head("/api/publish", "Host: x", "Content-Length: 7", "Content-Length: 7"),  # repeated: refused
+        head("/api/publish", "Host: x", "Content-Length: 7", "Transfer-Encoding: chunked"),
+        head("/api/publish", "Host: y", "Content-Length: 7 7"),
+        head("/api/publish", "Host: x", "Content-Length: 07", "X: 1"),
+        head("/api/publish", "Host: x", "content-length: 7"),
+        head("/api/publish", "Content-Length: 7", "Host: x"),
+        head("/api/publish", "Host: x", "Content-Length:7"),
+        head("/api/publish", "Host: x", "Content-Length: ٧"),  # a non-ASCII digit
+    ],
+)
+def test_any_other_difference_reads_the_head_in_full(second: bytes) -> None:
+    """After a remembered head, any head that is not the same shape gets read_api_head's own answer."""
+    reader = HeadReader(MAX)
+    assert reader.read(without_blank(head("/api/publish", "Host: x", "Content-Length: 12"))) is not None
+    assert reader.read(without_blank(second)) == read_api_head(without_blank(second), MAX)
+
+
+def test_reader_agrees_with_read_api_head_on_every_sequence() -> None:
+    """Over a run of mixed heads, some refused, the reader answers exactly what read_api_head answers."""
+    shapes = [
+        ("/api/publish", "Host: x", "Content-Length: {n}"),
+        ("/api/publish", "Host: x", "Content-Length: {n}", "Connection: close"),
+        ("/api/publish", "Host: x", "Content-Length: {n}", "Expect: 100-continue"),
+        ("/api/publish", "Host: x", "Content-Length: {n}", "Content-Length: {n}"),
+        ("/api", "Content-Length: {n}", "X-API-Key: k"),
+        ("/api/a/b", "Host: x", "Content-Length: {n}"),
+    ]
+    reader = HeadReader(MAX)
+    for i in range(600):
+        target, *lines = shapes[(i * 7 + i // 5) % len(shapes)]
+        n = (i * 37) % (MAX + 50)
+        raw = without_blank(head(target, *(line.format(n=n) for line in lines)))
+        assert reader.read(raw) == read_api_head(raw, MAX), raw
