@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from handlers.protocol import Command
 
@@ -34,12 +34,20 @@ class PublishRun:
     def __init__(self) -> None:
         self._tasks: deque[asyncio.Task[None]] = deque()
 
-    async def start(self, run: Callable[[Command], Awaitable[None]], cmd: Command) -> None:
+    async def start(self, run: Callable[[Command], Coroutine[Any, Any, None]], cmd: Command) -> None:
         """Start ``run(cmd)``; waits first while LIMIT are in flight."""
         tasks = self._tasks
         while len(tasks) >= LIMIT:
             await tasks.popleft()
-        tasks.append(asyncio.ensure_future(run(cmd)))
+        self.start_now(run, cmd)
+
+    def start_now(self, run: Callable[[Command], Coroutine[Any, Any, None]], cmd: Command) -> bool:
+        """Start ``run(cmd)`` unless LIMIT are in flight (False: nothing started)."""
+        tasks = self._tasks
+        if len(tasks) >= LIMIT:
+            return False
+        tasks.append(asyncio.get_running_loop().create_task(run(cmd)))
+        return True
 
     async def drain(self) -> None:
         """Wait until every started publish has finished (and been replied to)."""

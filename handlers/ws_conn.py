@@ -23,7 +23,7 @@ from typing import Hashable
 from channels import errors
 from handlers import wsframe
 from handlers.flusher import Flusher
-from handlers.protocol import Codec
+from handlers.protocol import Codec, Command
 from handlers.session import ClientSession
 from handlers.out_queue import OutQueue
 
@@ -187,14 +187,26 @@ class WSConnection(OutQueue, asyncio.Protocol):
                 self._paused = True
                 self._stream.pause_reading()
             return
-        self._inbox = deque((payload,))
-        self._task = asyncio.get_running_loop().create_task(self._consume(session))
+        # Nothing of this connection's is running: what can start at once does
+        # (a publishing client's frame, usually), and a Task runs the rest.
+        try:
+            rest = session.start_frame(payload)
+        except Exception:  # as _consume treats a failure in handling
+            log.exception("client=%s: message handling failed", session.client_id)
+            self._fail(1011, "internal error")
+            return
+        if rest is None:
+            return
+        self._inbox = deque()
+        self._task = asyncio.get_running_loop().create_task(self._consume(session, rest))
 
-    async def _consume(self, session: ClientSession) -> None:
-        """Run queued messages through the session one at a time, in order."""
+    async def _consume(self, session: ClientSession, first: list[Command]) -> None:
+        """Run the commands left of the first message, then queued messages,
+        through the session one at a time, in order."""
         inbox = self._inbox
         assert inbox is not None
         try:
+            await session.run_commands(first)
             while inbox:
                 await session.handle_frame(inbox.popleft())
                 if self._paused and len(inbox) <= INBOX_PAUSE // 2:

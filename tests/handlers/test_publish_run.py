@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from channels.types import ClientInfo
@@ -72,6 +73,21 @@ async def test_a_burst_of_publishes_keeps_command_order(ws_url: str, squall_app:
     pubs = replies[N]["history"]["publications"]
     assert [p["data"]["i"] for p in pubs] == list(range(N))
     assert [int(p["offset"]) for p in pubs] == list(range(1, N + 1))
+    c.conn.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_one_frame_of_publishes_then_a_read_keeps_its_order(ws_url: str, squall_app: Squall) -> None:
+    """Publishes that start at once from one frame, then a pong and a history read in it: the read sees them all."""
+    c = await connected(ws_url)
+    first = c.next_id + 1
+    lines = [{"id": first + i, "publish": {"channel": "feed:f", "data": {"i": i}}} for i in range(N)]
+    lines += [{}, {"id": first + N, "history": {"channel": "feed:f", "limit": -1}}]
+    await c.send_raw(b"\n".join(orjson.dumps(line) for line in lines))
+    replies = [await c.read() for _ in range(N + 1)]
+    assert [r["id"] for r in replies if r] == list(range(first, first + N + 1))
+    pubs = replies[N]["history"]["publications"]
+    assert [p["data"]["i"] for p in pubs] == list(range(N))
     c.conn.close()
 
 

@@ -55,6 +55,13 @@ class SlowSession:
     def opened(self) -> None:
         return None
 
+    def start_frame(self, payload: bytes | str) -> list[Any] | None:
+        return [payload]  # nothing starts at once here: it all waits for the gate
+
+    async def run_commands(self, payloads: list[Any]) -> None:
+        for payload in payloads:
+            await self.handle_frame(payload)
+
     async def handle_frame(self, payload: bytes | str) -> None:
         await self.gate.wait()
         self.handled.append(orjson.loads(payload)["id"])
