@@ -27,10 +27,16 @@ def test_unknown_method_and_keys() -> None:
     assert JSON.decode_commands(b'{"id":5,"ping":null,"extra":1}') == [Command(5, "ping", {})]
 
 
+def test_one_line_frame_decodes_as_with_a_newline() -> None:
+    """A one-command frame (the fast path) decodes exactly as the same line followed by a newline."""
+    for line in (b'{"id":7,"publish":{"channel":"c","data":{"x":1}}}', b' {"id":8,"ping":{}} ', b"{}"):
+        assert JSON.decode_commands(line) == JSON.decode_commands(line + b"\n")
+
+
 @pytest.mark.parametrize(
     "frame",
     [b"{", b"[1]", b'{"id":-1}', b'{"id":true,"ping":{}}', b'{"id":4294967296}', b'{"id":1,"ping":[]}',
-     b'{"id":1,"ping":{},"rpc":{}}', b'{"id":1,"ping":{}}\n{"id":1,"ping":{}}', b"", b"\n \n",
+     b'{"id":1,"ping":{},"rpc":{}}', b'{"id":1,"ping":{}}\n{"id":1,"ping":{}}', b"", b"  ", b"\n \n",
      b"\n".join([b'{"ping":{}}'] * 101)],
 )
 def test_malformed_is_bad_request(frame: bytes) -> None:
