@@ -37,6 +37,7 @@ class PublishRun:
     async def start(self, run: Callable[[Command], Coroutine[Any, Any, None]], cmd: Command) -> None:
         """Start ``run(cmd)``; waits first while LIMIT are in flight."""
         tasks = self._tasks
+        _forget_finished(tasks)
         while len(tasks) >= LIMIT:
             await tasks.popleft()
         self.start_now(run, cmd)
@@ -44,6 +45,7 @@ class PublishRun:
     def start_now(self, run: Callable[[Command], Coroutine[Any, Any, None]], cmd: Command) -> bool:
         """Start ``run(cmd)`` unless LIMIT are in flight (False: nothing started)."""
         tasks = self._tasks
+        _forget_finished(tasks)
         if len(tasks) >= LIMIT:
             return False
         tasks.append(asyncio.get_running_loop().create_task(run(cmd)))
@@ -54,3 +56,12 @@ class PublishRun:
         tasks = self._tasks
         while tasks:
             await tasks.popleft()
+
+
+def _forget_finished(tasks: deque[asyncio.Task[None]]) -> None:
+    """Drop the oldest publishes that have finished: only those in flight count
+    against LIMIT (finished ones kept would make every later publish wait)."""
+    while tasks and tasks[0].done():
+        done = tasks.popleft()
+        if not done.cancelled():
+            done.result()  # a failure surfaces to the caller, as awaiting it would

@@ -10,6 +10,9 @@ import pytest
 
 from channels.types import ClientInfo
 from handlers.hooks import Hooks
+from handlers.protocol import Command
+from handlers.publish_run import LIMIT, PublishRun
+from handlers.ws_conn import WSConnection
 from server.app import Squall
 from tests.handlers.test_proxy import squall_app  # noqa: F401  (the fixture, built with squall_hooks)
 from tests.helpers.redis_server import RedisServer, redis_factory, redis_server  # noqa: F401
@@ -88,6 +91,43 @@ async def test_one_frame_of_publishes_then_a_read_keeps_its_order(ws_url: str, s
     assert [r["id"] for r in replies if r] == list(range(first, first + N + 1))
     pubs = replies[N]["history"]["publications"]
     assert [p["data"]["i"] for p in pubs] == list(range(N))
+    c.conn.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_finished_publishes_do_not_count_against_the_limit() -> None:
+    """Many more than LIMIT publishes, each finished before the next: every one starts at once."""
+    run = PublishRun()
+    done: list[int] = []
+
+    async def one(cmd: Command) -> None:
+        done.append(cmd.id)
+
+    for i in range(1, 3 * LIMIT + 1):
+        assert run.start_now(one, Command(i, "publish", {})), i
+        await asyncio.sleep(0)
+    await run.drain()
+    assert done == list(range(1, 3 * LIMIT + 1))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_publishes_one_at_a_time_need_no_task_of_the_connection(
+    ws_url: str, squall_app: Squall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client publishing in a closed loop (reply, then the next) never waits behind the connection's own Task."""
+    consumed: list[int] = []
+    real = WSConnection._consume
+
+    def counting(self: WSConnection, session: Any, first: list[Command]) -> Any:
+        consumed.extend(cmd.id for cmd in first)
+        return real(self, session, first)
+
+    monkeypatch.setattr(WSConnection, "_consume", counting)
+    c = await connected(ws_url)
+    for i in range(3 * LIMIT):
+        reply = await c.call("publish", {"channel": "feed:loop", "data": {"i": i}})
+        assert reply.get("publish") == {}, reply
+    assert consumed == [1], consumed  # the connect only
     c.conn.close()
 
 
