@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from channels.redis_batch import CommandPipeline
-from channels.redis_shards import RedisShards
+from channels.redis_shards import RedisShards, _no_maint_notifications
 from tests.helpers.redis_server import MutingProxy, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -22,9 +22,19 @@ if ARGV[1] == 'fail' then return redis.error_reply('ERR asked to fail') end
 return redis.call('incr', KEYS[1])
 """
 
+# Keeps Redis busy for a while (a busy loop; scripts cannot sleep), then returns 1.
+SLOW = """
+local x = 0
+for i = 1, 3000000 do x = x + i end
+return 1
+"""
+
 
 def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=8, socket_timeout=timeout, timeout=timeout)
+    """Pooled as the server pools (stale connections replaced before reuse)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=8, socket_timeout=timeout, timeout=timeout, **_no_maint_notifications()
+    )
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -79,10 +89,11 @@ async def test_an_error_reply_fails_only_its_own_call(redis_url: str) -> None:
         assert [r for i, r in enumerate(results) if i != 5] == list(range(1, 10))
 
 
+@pytest.mark.parametrize("max_batch", [512, 2])
 @pytest.mark.gen_test(timeout=30)
-async def test_noscript_after_flush_loads_and_runs_each_call_once(redis_url: str) -> None:
-    """SCRIPT FLUSH (a restarted Redis): the batch's calls are sent again after a load, none twice."""
-    async with opened(redis_url) as pipeline:
+async def test_noscript_after_flush_loads_and_runs_each_call_once(redis_url: str, max_batch: int) -> None:
+    """SCRIPT FLUSH (a restarted Redis): the calls (one batch, or many in flight) are sent again after a load, in order, none twice."""
+    async with opened(redis_url, max_batch=max_batch) as pipeline:
         script = pipeline.script(COUNT)
         assert await pipeline.run_script(script, ["f"], ["ok"]) == 1
         c = aioredis.Redis.from_url(redis_url)
@@ -106,13 +117,29 @@ async def test_publish_goes_through_the_pipeline(redis_url: str) -> None:
             await sub.aclose()
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_batches_leave_while_earlier_replies_are_due_and_keep_order(redis_url: str) -> None:
+    """Redis busy with a slow script: later batches are written without waiting (up to the bound), replies in order."""
+    async with opened(redis_url, max_batch=1, max_in_flight=4) as pipeline:
+        slow, script = pipeline.script(SLOW), pipeline.script(COUNT)
+        assert await pipeline.run_script(slow, [], []) == 1  # both scripts loaded: no NOSCRIPT below
+        assert await pipeline.run_script(script, ["o"], ["ok"]) == 1
+        first = pipeline.run_script(slow, [], [])
+        rest = [pipeline.run_script(script, ["o"], ["ok"]) for _ in range(30)]
+        assert await first == 1
+        assert await asyncio.gather(*rest) == list(range(2, 32))
+        assert pipeline.peak_in_flight == 4
+        assert pipeline.batches == 33
+
+
+@pytest.mark.parametrize("max_batch", [512, 3])
 @pytest.mark.gen_test(timeout=40)
-async def test_lost_replies_fail_the_batch_and_nothing_is_sent_twice(redis_server: RedisServer) -> None:
-    """Replies that never come: every caller of the batch hears an error; Redis ran each call once."""
+async def test_lost_replies_fail_the_batch_and_nothing_is_sent_twice(redis_server: RedisServer, max_batch: int) -> None:
+    """Replies that never come (one batch, or several in flight): every caller hears an error; Redis ran each call once."""
     proxy = MutingProxy(redis_server.port)
     await proxy.start()
     try:
-        async with opened(proxy.url, timeout=0.5) as p:
+        async with opened(proxy.url, timeout=0.5, max_batch=max_batch) as p:
             script = p.script(COUNT)
             assert await p.run_script(script, ["m"], ["ok"]) == 1  # the connection exists, then goes deaf
             proxy.mute_existing()
