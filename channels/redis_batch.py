@@ -359,14 +359,7 @@ class CommandPipeline:
         conn = await pool.get_connection()
         try:
             await conn.send_packed_command(b"".join([hiredis.pack_command(c.command) for c in batch]))
-            replies: list[Any] = []
-            async with asyncio.timeout(conn.socket_timeout):
-                for _ in batch:
-                    try:
-                        replies.append(await conn.read_response(timeout=math.inf))
-                    except ResponseError as e:
-                        replies.append(e)
-            return replies
+            return await self._replies(conn, list(batch))
         except BaseException:
             await conn.disconnect()
             raise
