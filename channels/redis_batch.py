@@ -78,6 +78,14 @@ class Commands(Protocol):
     async def close(self) -> None: ...
 
 
+def _connection_error(e: Exception) -> Exception:
+    """What the callers of a lost connection hear: redis-py's error as it is,
+    anything else (a bug, a closed transport) as a connection error."""
+    if isinstance(e, (RedisError, OSError, asyncio.TimeoutError)):
+        return e
+    return RedisConnectionError(f"redis connection lost: {e!r}")
+
+
 def _sha(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
@@ -207,8 +215,7 @@ class CommandPipeline:
                 try:
                     await conn.send_packed_command(data, check_health=False)
                 except Exception as e:  # redis-py's errors, or any once the reader dropped conn mid-write
-                    ok = isinstance(e, (RedisError, OSError, asyncio.TimeoutError))
-                    self._lost(conn, e if ok else RedisConnectionError(f"redis connection lost: {e!r}"))
+                    self._lost(conn, _connection_error(e))
         finally:
             if self._writer is asyncio.current_task():
                 self._writer = None
@@ -246,8 +253,8 @@ class CommandPipeline:
                 batch = in_flight[0]
                 try:
                     replies = await self._replies(conn, batch)
-                except (RedisError, OSError, asyncio.TimeoutError) as e:
-                    self._lost(conn, e)
+                except Exception as e:  # never leave callers (or a waiting writer) hanging
+                    self._lost(conn, _connection_error(e))
                     return
                 if conn is not self._conn or not in_flight or in_flight[0] is not batch:
                     return  # dropped meanwhile: the batch has failed already
@@ -291,8 +298,8 @@ class CommandPipeline:
             try:
                 for later in batches[1:]:
                     replies += await self._replies(conn, later)
-            except (RedisError, OSError, asyncio.TimeoutError) as e:
-                self._lost(conn, e)
+            except Exception as e:
+                self._lost(conn, _connection_error(e))
                 return
             calls = [c for batch in batches for c in batch]
             try:

@@ -210,3 +210,22 @@ async def test_first_call_after_a_redis_restart_works(redis_server: RedisServer)
         assert await commands.run_script(script, ["r"], ["ok"]) == 1
     finally:
         await shards.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_unexpected_read_failure_fails_the_calls_in_flight(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply read failing with no Redis error type: the callers hear a RedisError (no hang); the pipeline recovers."""
+    from redis.asyncio.connection import Connection
+
+    async with opened(redis_url) as p:
+        script = p.script(COUNT)
+        assert await p.run_script(script, ["u"], ["ok"]) == 1
+
+        async def broken(self: Connection, *args: Any, **kwargs: Any) -> Any:
+            raise ValueError("not a redis error")
+
+        monkeypatch.setattr(Connection, "read_response", broken)
+        results = await asyncio.gather(*(p.run_script(script, ["u"], ["ok"]) for _ in range(10)), return_exceptions=True)
+        assert all(isinstance(r, RedisError) for r in results), results
+        monkeypatch.undo()
+        assert await p.run_script(script, ["u"], ["ok"]) == 12  # the ten ran once each; nothing resent
