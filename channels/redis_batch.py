@@ -270,7 +270,7 @@ class CommandPipeline:
             await self._release_if_idle()
 
     @staticmethod
-    async def _replies(conn: Any, batch: list[_Call]) -> list[Any]:
+    async def _replies(conn: Any, batch: Sequence[_Call]) -> list[Any]:
         """One reply per call, under one deadline for the batch (the pool's
         socket timeout; math.inf: none of redis-py's own per reply)."""
         replies: list[Any] = []
@@ -366,7 +366,7 @@ class CommandPipeline:
         conn = await pool.get_connection()
         try:
             await conn.send_packed_command(b"".join([hiredis.pack_command(c.command) for c in batch]))
-            return await self._replies(conn, list(batch))
+            return await self._replies(conn, batch)
         except BaseException:
             await conn.disconnect()
             raise
@@ -374,8 +374,9 @@ class CommandPipeline:
             await pool.release(conn)
 
     async def _retry_unloaded(self, batch: list[_Call], replies: list[Any]) -> list[Any]:
-        # on a pooled connection of its own: nothing of this pipeline is in flight now
-        """Load the scripts Redis did not know, then send those calls again, in order."""
+        """Load the scripts Redis did not know, then send those calls again, in
+        order (on a pooled connection of its own: nothing of this pipeline is
+        in flight meanwhile)."""
         again = [c for c, r in zip(batch, replies) if isinstance(r, NoScriptError)]
         try:
             for script in {c.script for c in again if c.script is not None}:

@@ -27,6 +27,13 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+def _loads(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError(f"malformed JSON: {e.msg}") from None
+
+
 def to_command(obj: Any) -> Command:
     """A decoded map-form object (JSON or msgpack) -> Command, or ProtocolError."""
     if not isinstance(obj, dict):
@@ -75,21 +82,16 @@ class JsonCodec:
         for line in data.split(b"\n"):
             if not line.strip():
                 continue
-            try:
-                yield orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise ProtocolError(f"malformed JSON: {e.msg}") from None
+            yield _loads(line)
 
     # ------------------------------------------------------------ Codec
     def decode_commands(self, frame: bytes | str) -> list[Command]:
         if isinstance(frame, str):
             frame = frame.encode("utf-8", "surrogatepass")
-        if b"\n" not in frame and frame.strip():
-            # One command, as nearly every frame is: no generators to resume.
-            try:
-                return [to_command(orjson.loads(frame))]
-            except orjson.JSONDecodeError as e:
-                raise ProtocolError(f"malformed JSON: {e.msg}") from None
+        if not self.binary and b"\n" not in frame and frame.strip():
+            # One line, one command, as nearly every frame is: no generators
+            # to resume (not for the msgpack form, whose frames have no lines).
+            return [to_command(_loads(frame))]
         return check_frame(to_command(obj) for obj in self.objects(frame))
 
     def reply(self, cid: int, method: str, result: dict[str, Any]) -> bytes:

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import msgpack
 
-from handlers.codec import Command, ProtocolError, check_frame
-from handlers.codec_json import JsonCodec, to_command
+from handlers.codec import ProtocolError
+from handlers.codec_json import JsonCodec
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -31,12 +31,6 @@ class MsgpackCodec(JsonCodec):
     def encode(self, obj: dict[str, Any]) -> bytes:
         out: bytes = msgpack.packb(obj, use_bin_type=True)
         return out
-
-    def decode_commands(self, frame: bytes | str) -> list[Command]:
-        # Not the JSON form's one-line shortcut: a msgpack frame has no lines.
-        if isinstance(frame, str):
-            frame = frame.encode("utf-8", "surrogatepass")
-        return check_frame(to_command(obj) for obj in self.objects(frame))
 
     def objects(self, data: bytes) -> Iterator[Any]:
         unpacker = msgpack.Unpacker(
