@@ -224,14 +224,16 @@ def progress(scenario: str, r: dict[str, Any]) -> str:
             f"CPU/delivery {fmt(srv.get('cpu_us_per_delivery'), '.2f')} µs, loss {r['loss']}, errors {r['error_count']}")
 
 
-def squall_gc_pause_max(port: int) -> float | None:
-    """The longest GC pause Squall recorded (seconds), from its own /metrics."""
+def squall_gc_pause_max(port: int) -> tuple[float | None, float | None]:
+    """The longest GC pause Squall recorded and the most CPU one collection
+    took (seconds), from its own /metrics: a wall pause far above its CPU time
+    was the OS running something else (the load generator) meanwhile."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
     except (urllib.error.URLError, OSError):
-        return None
-    return prometheus_sample(text, "squall_gc_pause_max_seconds")
+        return None, None
+    return prometheus_sample(text, "squall_gc_pause_max_seconds"), prometheus_sample(text, "squall_gc_pause_cpu_max_seconds")
 
 
 # ------------------------------------------------------------------ table
@@ -347,10 +349,12 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         out.append(f"- info server CPU µs per connect, every run: Squall {', '.join(fmt(x, '.0f') for x in cpu)}; "
                    f"the floor {', '.join(fmt(x, '.0f') for x in fcpu)}")
     gcs = [x.get("gc_pause_max_ms") for x in idle.get("runs_server", [])]
+    gcpu = [x.get("gc_cpu_max_ms") for x in idle.get("runs_server", [])]
     kib = [x.get("kib_per_connection") for x in idle.get("runs_server", [])]
     if gcs or kib:
         out.append(f"- info idle, every Squall run: KiB/connection {', '.join(fmt(x, '.2f') for x in kib)}; "
-                   f"longest GC pause ms {', '.join(fmt(x, '.1f') for x in gcs)}")
+                   f"longest GC pause ms {', '.join(fmt(x, '.1f') for x in gcs)}; "
+                   f"most CPU ms in one collection {', '.join(fmt(x, '.1f') for x in gcpu)}")
     a, b = dig(idle, "server.cpu_us_per_connect"), dig(fl.get("idle", {}), "server.cpu_us_per_connect")
     out.append(f"- info server CPU per connect: Squall {fmt(a, '.0f')} µs, the floor {fmt(b, '.0f')} µs ({ratio(a, b)})")
     n = idle.get("ready")
@@ -437,9 +441,11 @@ def main(argv: list[str] | None = None) -> int:
                     runner = run_native if scen in NATIVE else run_one
                     one = runner(server, scen, sargs, args.client_core, workdir, f"-{k}" if repeats > 1 else "")
                     if name == "squall":
-                        gc_max = squall_gc_pause_max(server.port)
+                        gc_max, gc_cpu = squall_gc_pause_max(server.port)
                         if gc_max is not None:
                             one.setdefault("server", {})["gc_pause_max_ms"] = gc_max * 1000
+                        if gc_cpu is not None:
+                            one.setdefault("server", {})["gc_cpu_max_ms"] = gc_cpu * 1000
                     runs[name].append(one)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     print(f"   FAILED: {e}", flush=True)

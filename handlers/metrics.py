@@ -158,6 +158,11 @@ class Metrics:
             buckets=GC_BUCKETS, registry=reg,
         )
         self.gc_pause_max = gauge("squall_gc_pause_max_seconds", "Longest garbage collection since start.", "liveall")
+        self.gc_cpu_max = gauge(
+            "squall_gc_pause_cpu_max_seconds",
+            "Most CPU time one garbage collection took since start (its pause without time the OS gave elsewhere).",
+            "liveall",
+        )
         self._mirrors = [
             _Mirror(Counter(name, doc, registry=reg), _attr(hub.stats, field)) for field, name, doc in _HUB_COUNTERS
         ]
@@ -221,6 +226,7 @@ class Metrics:
             self.cpu = gauge("squall_process_cpu_seconds", "CPU time (user+system) of this worker.", "liveall")
             self.fds = gauge("squall_process_open_fds", "Open file descriptors of this worker.", "liveall")
         self._gc_max = 0.0
+        self._gc_cpu_max = 0.0
         self._lag = LoopLagMonitor(self._on_lag, lag_interval)
         self._gc = GcPauseMonitor(self._on_gc)
         self._sampler: asyncio.Task[None] | None = None
@@ -255,11 +261,14 @@ class Metrics:
         self.loop_lag.observe(lag)
         self.loop_lag_last.set(lag)
 
-    def _on_gc(self, generation: int, seconds: float) -> None:
+    def _on_gc(self, generation: int, seconds: float, cpu: float) -> None:
         self.gc_pause.labels(str(generation)).observe(seconds)
         if seconds > self._gc_max:
             self._gc_max = seconds
             self.gc_pause_max.set(seconds)
+        if cpu > self._gc_cpu_max:
+            self._gc_cpu_max = cpu
+            self.gc_cpu_max.set(cpu)
 
     # ------------------------------------------------------------ sampling
     def sample(self) -> None:

@@ -53,11 +53,16 @@ class GcPauseMonitor:
 
     A collection stops the whole process (every connection waits), so its
     duration is a latency source of its own, invisible in request timings.
+    Each is reported twice: the wall-clock pause the loop saw, and the CPU
+    time the collecting thread spent in it. On a busy host the first also
+    holds time the OS gave to other processes; the second is the collector's
+    own work, the part a smaller heap or a freeze can shorten.
     """
 
-    def __init__(self, on_pause: Callable[[int, float], None]) -> None:
-        self._on_pause = on_pause
+    def __init__(self, on_pause: Callable[[int, float, float], None]) -> None:
+        self._on_pause = on_pause  # (generation, wall seconds, CPU seconds)
         self._started = 0.0
+        self._started_cpu = 0.0
         self._installed = False
 
     def start(self) -> None:
@@ -76,6 +81,8 @@ class GcPauseMonitor:
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+            self._started_cpu = time.thread_time()
         elif phase == "stop" and self._started:
             pause, self._started = time.perf_counter() - self._started, 0.0
-            self._on_pause(int(info.get("generation", -1)), pause)
+            cpu = time.thread_time() - self._started_cpu
+            self._on_pause(int(info.get("generation", -1)), pause, cpu)

@@ -132,6 +132,7 @@ async def test_loop_lag_and_gc_pauses_are_exported(http_server, http_port):
     assert val(s, "squall_event_loop_lag_seconds_count") >= 1
     assert val(s, "squall_gc_pause_seconds_count", generation="2") >= 1
     assert val(s, "squall_gc_pause_max_seconds") > 0
+    assert 0 <= val(s, "squall_gc_pause_cpu_max_seconds") <= val(s, "squall_gc_pause_max_seconds") + 0.002
 
 
 def test_two_apps_in_one_process_have_separate_registries(tmp_path):

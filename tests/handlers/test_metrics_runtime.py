@@ -33,15 +33,18 @@ async def test_loop_lag_monitor_sees_a_blocked_loop():
 
 
 def test_gc_pause_monitor_times_a_collection_and_uninstalls():
-    """A full collection is reported as generation 2; stop() removes the callback."""
-    pauses: list[tuple[int, float]] = []
-    mon = GcPauseMonitor(lambda g, s: pauses.append((g, s)))
+    """A full collection is reported as generation 2, with its CPU time; stop() removes the callback."""
+    pauses: list[tuple[int, float, float]] = []
+    mon = GcPauseMonitor(lambda g, s, c: pauses.append((g, s, c)))
+    keep = [[i] for i in range(200_000)]  # enough tracked objects for the collection to take measurable CPU
     mon.start()
     try:
         gc.collect()
     finally:
         mon.stop()
-    assert any(g == 2 and s > 0 for g, s in pauses)
+    del keep
+    assert any(g == 2 and s > 0 and c > 0 for g, s, c in pauses)
+    assert all(c <= s + 0.002 for _, s, c in pauses)  # CPU time of one thread cannot exceed the wall pause
     n = len(pauses)
     gc.collect()
     assert len(pauses) == n
