@@ -144,16 +144,17 @@ class Idle:
     namespace: str = "bench"
     duration: float = 10.0  # idle hold after the last connection is ready
     setup_timeout: float = 120.0
+    linger: float = 0.0  # after the hold, connections stay open until run() has heard "end" (at most this long)
 
     @property
     def longest(self) -> float:
-        return self.setup_timeout + self.duration
+        return self.setup_timeout + self.duration + self.linger
 
     def argv(self) -> list[str]:
         return [
             "--port", str(self.port), "--connections", str(self.connections), "--per-client", str(self.per_client),
             "--pool", str(self.pool), "--concurrency", str(self.concurrency), "--namespace", self.namespace,
-            "--duration", str(self.duration), "--setup-timeout", str(self.setup_timeout),
+            "--duration", str(self.duration), "--setup-timeout", str(self.setup_timeout), "--linger", str(self.linger),
         ]
 
 
@@ -190,12 +191,17 @@ def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | No
 
     ``prefix`` goes before the command (e.g. ``taskset -c 1``).
 
+    The generator's stdin is closed once ``on_mark("end")`` has returned: an
+    idle generator with ``linger`` holds its connections until then, so what
+    ``on_mark`` reads from the server at "end" is not disturbed by them closing.
+
     The result is the generator's JSON plus ``exit_code`` (0 only with every
     client ready and alive, nothing lost and no publish refused; the publish
     generator also needs all its publications answered).
     """
     binary = exe or build(program=spec.program)
-    proc = subprocess.Popen([*prefix, str(binary), *spec.argv()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*prefix, str(binary), *spec.argv()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     # The generator bounds itself (setup, duration, drain); this only guards a hang.
     limit = 60.0 + spec.longest
     watchdog = threading.Timer(limit, proc.kill)
@@ -205,14 +211,19 @@ def run(spec: Spec, on_mark: Callable[[str], None] | None = None, exe: Path | No
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("MARK "):
+                name = line.split()[1]
                 if on_mark is not None:
-                    on_mark(line.split()[1])
+                    on_mark(name)
+                if name == "end" and proc.stdin is not None:
+                    proc.stdin.close()
             elif line.strip():
                 result = json.loads(line)
         code = proc.wait()
         stderr = proc.stderr.read() if proc.stderr is not None else ""
     finally:
         watchdog.cancel()
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

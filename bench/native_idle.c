@@ -18,16 +18,23 @@
  * caller samples the server's CPU and RSS there), and one JSON line of
  * results last. Exits 0 only if every connection got ready and stayed open.
  *
+ * `--linger S` keeps every connection open after `MARK end`, still answering
+ * pings, until stdin reaches end of file or S seconds pass: a caller that
+ * samples the server at `MARK end` over its own connection (/metrics) closes
+ * stdin when done, so what it read does not include the mass disconnect of
+ * this process's exit.
+ *
  * Build: cc -O2 -o native_idle native_idle.c   (bench/native.py does it)
  */
 #include "native_ws.h"
+#include <poll.h>
 #include "native_hist.h"
 
 static struct {
     const char *ns;
     int connections, per_client, pool;
-    double duration, setup_timeout;
-} opt = {"bench", 1000, 2, 0, 10.0, 120.0};
+    double duration, setup_timeout, linger;
+} opt = {"bench", 1000, 2, 0, 10.0, 120.0, 0.0};
 
 static conn_t *conns;
 static uint64_t ready, live;
@@ -56,6 +63,14 @@ static void on_ready(conn_t *c) {
     live++;
 }
 
+/* 1 once stdin is at end of file (or unreadable): the caller's signal to go. */
+static int stdin_done(void) {
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    char buf[256];
+    return read(0, buf, sizeof buf) <= 0;
+}
+
 static void on_pub(conn_t *c, const char *p, size_t n) {
     (void)c;
     (void)p;
@@ -70,17 +85,18 @@ int main(int argc, char **argv) {
         {"--concurrency", 'i', &ws.concurrency},
         {"--duration", 'd', &opt.duration},
         {"--setup-timeout", 'd', &opt.setup_timeout},
+        {"--linger", 'd', &opt.linger},
         {"--namespace", 's', &opt.ns},
         {0},
     };
     const char *usage = "[--connections N] [--per-client K] [--pool CHANNELS] "
-                        "[--concurrency C] [--duration S] [--setup-timeout S] [--namespace NS]";
+                        "[--concurrency C] [--duration S] [--setup-timeout S] [--linger S] [--namespace NS]";
     if (parse_flags(argc, argv, flags, usage) < 0) return 2;
     if (opt.pool <= 0) opt.pool = opt.connections / 10 > 0 ? opt.connections / 10 : 1;
     if (ws.port <= 0 || opt.connections <= 0 || opt.per_client < 0 || opt.per_client > 250 || ws.concurrency <= 0 ||
-        opt.duration < 0 || opt.setup_timeout <= 0) {
+        opt.duration < 0 || opt.setup_timeout <= 0 || opt.linger < 0) {
         fprintf(stderr, "need --port, positive --connections, --concurrency and --setup-timeout, "
-                        "0 <= --per-client <= 250 and --duration >= 0\n");
+                        "0 <= --per-client <= 250, --duration >= 0 and --linger >= 0\n");
         return 2;
     }
     raise_fd_limit();
@@ -94,6 +110,8 @@ int main(int argc, char **argv) {
     double t_hold = now();
     while (live > 0 && now() - t_hold < opt.duration) poll_once(100);
     mark(&end, "end", ready);
+    double t_end = now();
+    while (live > 0 && now() - t_end < opt.linger && !stdin_done()) poll_once(50);
 
     printf("{\"connections\":%d,\"per_client\":%d,\"pool\":%d,\"concurrency\":%d,\"ready\":%llu,\"live\":%llu,"
            "\"connect_seconds\":%.6f,\"connect_rate\":%.1f,\"hold_seconds\":%.3f,"

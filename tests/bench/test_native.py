@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from bench import native
+from bench import native, suite
 from loadtest.serverstats import prometheus_sample
 from tests.helpers.baselines import start_baseline
 from tests.helpers.procs import stop_process
@@ -231,6 +231,24 @@ def test_idle_answers_pings_through_the_hold(idle_exe: Path, tmp_path: Path) -> 
     assert r["exit_code"] == 0, r
     assert r["live"] == 20 and r["closes"] == 0
     assert r["pings"] >= 20 * 2  # at least two rounds each in 3.5 s
+
+
+def test_idle_lingers_until_the_caller_has_read_the_end(idle_exe: Path, squall: SquallProcess) -> None:
+    """With linger, every connection is still open a second after "end" (run() has not closed stdin yet); then it goes."""
+    seen: dict[str, float | None] = {}
+
+    def on_mark(name: str) -> None:
+        if name == "end":
+            time.sleep(1.0)  # without linger the generator has exited and its sockets are closed by now
+            seen.update(squall_gauges(squall.port, {"squall_connections": 30}))
+
+    spec = native.Idle(port=squall.port, connections=30, per_client=1, duration=0.2, linger=20.0)
+    t0 = time.monotonic()
+    r = native.run(spec, on_mark, idle_exe)
+    assert time.monotonic() - t0 < 15.0  # stdin closed after "end": it did not linger the whole 20 s
+    assert r["exit_code"] == 0, r
+    assert seen == {"squall_connections": 30}
+    assert suite.wait_disconnected(squall.port, 10.0) is not None
 
 
 def test_idle_refused_subscriptions_fail_the_run(idle_exe: Path, squall: SquallProcess) -> None:

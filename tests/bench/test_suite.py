@@ -42,6 +42,7 @@ def test_native_spec_takes_the_table_flags() -> None:
     assert isinstance(idle, native.Idle)
     assert (idle.connections, idle.per_client, idle.duration, idle.namespace) == (10_000, 2, 10.0, "bench")
     assert idle.argv()[:2] == ["--port", "9"]
+    assert idle.linger == suite.LINGER > 0  # held open until the GC figures at its end are read
     chat = suite.native_spec("chat", 9, suite.SCENARIOS["chat"][1])
     assert isinstance(chat, native.Chat)
     assert (chat.rooms, chat.members, chat.rate) == (200, 10, 2.0)
@@ -79,3 +80,10 @@ def test_loss_target_is_squall_s_and_a_baseline_s_loss_is_shown_apart() -> None:
     assert "- info tornado chat (a baseline): loss 5, errors 0" in lines
     lines = suite.targets({"squall": {"chat": {"loss": 3, "error_count": 1}}})
     assert "- FAIL squall chat zero loss and errors: loss 3, errors 1" in lines
+
+
+def test_gc_ms_names_the_pair_in_milliseconds_and_drops_a_missing_one() -> None:
+    """The /metrics pair (seconds, either may be missing) becomes named milliseconds."""
+    assert suite.gc_ms((0.0125, 0.012), "wall", "cpu") == {"wall": 12.5, "cpu": 12.0}
+    assert suite.gc_ms((None, 0.002), "wall", "cpu") == {"cpu": 2.0}
+    assert suite.gc_ms((None, None), "wall", "cpu") == {}
