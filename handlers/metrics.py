@@ -37,6 +37,7 @@ from channels import recovery
 from channels.history import HistoryStore
 from channels.hub import Hub
 from handlers.metrics_runtime import GcPauseMonitor, LoopLagMonitor
+from handlers.metrics_tally import CounterTally, HistogramTally
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -126,9 +127,6 @@ class Metrics:
             "squall_command_duration_seconds", "Time to run a client command.", ("method",),
             buckets=COMMAND_BUCKETS, registry=reg,
         )
-        self._command_children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._connect_children: dict[str, Any] = {}  # labels() costs a lock and a dict build per call
-        self._disconnect_children: dict[int, Any] = {}
         self.disconnects = Counter(
             "squall_disconnects", "Connections closed by the server, by disconnect code "
             "(3008 slow consumer, 3012 no pong, 3001 shutdown...).", ("code",), registry=reg,
@@ -137,6 +135,11 @@ class Metrics:
             "squall_connects", "Connections established, by the SDK the client names (a fixed set, else other/unknown).",
             ("sdk",), registry=reg,
         )
+        # per-event metrics, counted as plain numbers and moved in by sample()
+        self._command_counts = CounterTally(self.commands)
+        self._command_times = HistogramTally(self.command_seconds, COMMAND_BUCKETS)
+        self._disconnect_counts = CounterTally(self.disconnects)
+        self._connect_counts = CounterTally(self.connects)
         self.recovery = Counter(
             "squall_recovery", "Subscribe-with-recovery outcomes.", ("result",), registry=reg
         )
@@ -233,28 +236,14 @@ class Metrics:
 
     # ------------------------------------------------------------ Observer
     def command(self, method: str, code: int, seconds: float) -> None:
-        # labels() costs a lock and a dict build per call: keep the children
-        key = (method, code)
-        child = self._command_children.get(key)
-        if child is None:
-            child = self._command_children[key] = (
-                self.commands.labels(method, str(code)),
-                self.command_seconds.labels(method),
-            )
-        child[0].inc()
-        child[1].observe(seconds)
+        self._command_counts.add((method, code))
+        self._command_times.observe(method, seconds)
 
     def disconnect(self, code: int) -> None:
-        child = self._disconnect_children.get(code)
-        if child is None:
-            child = self._disconnect_children[code] = self.disconnects.labels(str(code))
-        child.inc()
+        self._disconnect_counts.add(code)
 
     def connect(self, sdk: str) -> None:
-        child = self._connect_children.get(sdk)  # sdk is a bounded label (handlers.sdk.label)
-        if child is None:
-            child = self._connect_children[sdk] = self.connects.labels(sdk)
-        child.inc()
+        self._connect_counts.add(sdk)  # sdk is a bounded label (handlers.sdk.label)
 
     # ------------------------------------------------------------ probes
     def _on_lag(self, lag: float) -> None:
@@ -276,6 +265,7 @@ class Metrics:
         hub = self.hub
         for m in self._mirrors:
             m.sync()
+        self._flush_tallies()
         self.connections.set(hub.num_clients)
         self.users.set(hub.num_users)
         self.subscriptions.set(hub.num_subscriptions)
@@ -290,6 +280,10 @@ class Metrics:
                 t = self._process.cpu_times()
                 self.cpu.set(t.user + t.system)
                 self.fds.set(self._process.num_fds())
+
+    def _flush_tallies(self) -> None:
+        for tally in (self._command_counts, self._command_times, self._disconnect_counts, self._connect_counts):
+            tally.flush()
 
     def render(self) -> bytes:
         self.sample()
@@ -315,6 +309,7 @@ class Metrics:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        self._flush_tallies()  # what was counted since the last sample
         if self.multiprocess:
             # Drops this pid's live* gauge files; counters stay summed in.
             multiprocess.mark_process_dead(os.getpid())
