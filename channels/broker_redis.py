@@ -32,7 +32,9 @@ from channels.redis_errors import redis_call
 from channels.redis_persist import GROUP, PersistLog, pack_options
 from channels.redis_pubsub import PubSubLink
 from channels.redis_history import StreamReader, seconds, text
+from channels.redis_batch import CommandPipeline, Commands
 from channels.redis_scripts import PUBLISH
+from channels.resp_template import OPEN, CommandTemplate
 from channels.redis_shards import ChannelKeys, Endpoint, RedisShards
 from channels.types import (
     ClientInfo,
@@ -46,6 +48,7 @@ from channels.types import (
 log = logging.getLogger("squall.redis.broker")
 
 OPTS_CACHE = 256  # distinct stream options whose script arguments are kept (namespaces have one each)
+TEMPLATES_CACHE = 10_000  # channels whose packed publish command is kept (as RedisShards keeps key names)
 
 
 class RedisBroker:
@@ -109,6 +112,7 @@ class RedisBroker:
         self.publish_count = 0
         self.publish_seconds = 0.0
         self._opts_args: dict[StreamOptions, tuple[int, int, int, bytes]] = {}  # _stream_args
+        self._templates: dict[str, tuple[StreamOptions, CommandTemplate]] = {}  # _publish_call
         self.lag_count = 0
         self.lag_seconds = 0.0  # publication time -> arrival here, for stamped publications
 
@@ -329,19 +333,14 @@ class RedisBroker:
             pos = StreamPosition()
         else:
             persist = self._persist is not None
-            window, ttl, meta_ttl, packed = self._stream_args(opts)
-            args: list[Any] = [
-                keys.topic, self.node_id, record, window, ttl, meta_ttl, new_epoch(),
-                -1 if persist else 0, "1" if persist else "0", GROUP, packed, channel, "1" if self._cluster else "0",
-            ]
             commands = self._shards.commands(keys.bucket)
-            script_keys = [keys.meta, keys.window, keys.persist]
+            fresh = new_epoch()
             with redis_call("publish"):
-                res = await commands.run_script(self._publish_script, script_keys, args)
+                res = await self._publish_call(commands, channel, keys, opts, record, fresh, -1 if persist else 0)
             if res[0] == -1:
-                args[7] = await self._initial_top(channel)
+                top = await self._initial_top(channel)
                 with redis_call("publish"):
-                    res = await commands.run_script(self._publish_script, script_keys, args)
+                    res = await self._publish_call(commands, channel, keys, opts, record, fresh, top)
             offset, epoch = int(res[0]), text(res[1])
             if persist:
                 stored = dataclasses.replace(pub, offset=offset, epoch=epoch)
@@ -350,6 +349,40 @@ class RedisBroker:
         self.publish_count += 1
         self.publish_seconds += time.perf_counter() - started
         return pos
+
+    def _publish_args(
+        self, channel: str, keys: ChannelKeys, opts: StreamOptions, record: object, epoch: object, top: object
+    ) -> tuple[list[Any], list[Any]]:
+        """The PUBLISH script's keys and arguments (redis_scripts.PUBLISH reads them in this order)."""
+        persist = self._persist is not None
+        window, ttl, meta_ttl, packed = self._stream_args(opts)
+        args: list[Any] = [
+            keys.topic, self.node_id, record, window, ttl, meta_ttl, epoch,
+            top, "1" if persist else "0", GROUP, packed, channel, "1" if self._cluster else "0",
+        ]
+        return [keys.meta, keys.window, keys.persist], args
+
+    def _publish_call(
+        self, commands: Commands, channel: str, keys: ChannelKeys, opts: StreamOptions, record: bytes, epoch: str, top: int
+    ) -> Any:
+        """The PUBLISH script's call, queued; what it returns is awaited for the reply.
+
+        On a pipeline the command is packed from the channel's template (only
+        the record, the epoch and the top change between its publications);
+        a cluster's direct calls take the arguments."""
+        if isinstance(commands, CommandPipeline):
+            found = self._templates.get(channel)
+            if found is not None and (found[0] is opts or found[0] == opts):
+                template = found[1]
+            else:
+                if len(self._templates) >= TEMPLATES_CACHE:
+                    self._templates.clear()
+                script_keys, args = self._publish_args(channel, keys, opts, OPEN, OPEN, OPEN)
+                template = CommandTemplate(("EVALSHA", self._publish_script.sha, len(script_keys), *script_keys, *args))
+                self._templates[channel] = (opts, template)
+            return commands.run_packed(self._publish_script, template.fill(record, epoch, top))
+        script_keys, args = self._publish_args(channel, keys, opts, record, epoch, top)
+        return commands.run_script(self._publish_script, script_keys, args)
 
     async def _persist_one(
         self, channel: str, keys: ChannelKeys, pub: Publication, opts: StreamOptions, entry_id: bytes

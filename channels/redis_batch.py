@@ -61,9 +61,14 @@ class Script:
 
 @dataclass(slots=True)
 class _Call:
-    command: tuple[Any, ...]  # as redis-py's execute_command takes it
+    command: tuple[Any, ...] | bytes  # as redis-py's execute_command takes it, or already packed (RESP)
     script: Script | None  # for EVALSHA: what to load on NOSCRIPT
     future: asyncio.Future[Any]
+
+
+def _packed(call: _Call) -> bytes:
+    command = call.command
+    return command if isinstance(command, bytes) else hiredis.pack_command(command)
 
 
 class Commands(Protocol):
@@ -146,11 +151,15 @@ class CommandPipeline:
         """Queue ``script``; the future gives its reply or raises its error (a RedisError)."""
         return self._queued(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
+    def run_packed(self, script: Script, command: bytes) -> asyncio.Future[Any]:
+        """Queue an EVALSHA of ``script`` already packed as RESP (channels.resp_template), as run_script."""
+        return self._queued(command, script)
+
     def publish(self, topic: bytes, data: bytes) -> asyncio.Future[Any]:
         """Queue a PUBLISH; the future gives how many subscribers Redis reached."""
         return self._queued(("PUBLISH", topic, data), None)
 
-    def _queued(self, command: tuple[Any, ...], script: Script | None) -> asyncio.Future[Any]:
+    def _queued(self, command: tuple[Any, ...] | bytes, script: Script | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if self._closed:
@@ -225,13 +234,13 @@ class CommandPipeline:
     def _pack(batch: list[_Call]) -> bytes:
         """The batch's commands as one write (hiredis, C); a call that cannot be packed fails alone."""
         try:
-            return b"".join([hiredis.pack_command(c.command) for c in batch])
+            return b"".join([_packed(c) for c in batch])
         except Exception:  # a bad argument (hiredis raises TypeError or its own errors)
             packed: list[bytes] = []
             good: list[_Call] = []
             for c in batch:
                 try:
-                    packed.append(hiredis.pack_command(c.command))
+                    packed.append(_packed(c))
                     good.append(c)
                 except Exception as e:
                     if not c.future.done():
@@ -365,7 +374,7 @@ class CommandPipeline:
         pool = self._client.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(b"".join([hiredis.pack_command(c.command) for c in batch]))
+            await conn.send_packed_command(b"".join([_packed(c) for c in batch]))
             return await self._replies(conn, batch)
         except BaseException:
             await conn.disconnect()

@@ -458,3 +458,25 @@ async def test_first_publishes_of_a_stream_keep_their_order_across_the_top_read(
         positions = await asyncio.gather(*(a.publish("fresh", pub(i), HIST) for i in range(30)))
         assert [p.offset for p in positions] == list(range(11, 41))
         assert stores[0].reads == 1
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_the_packed_publish_call_is_the_script_call(redis_url: str, persist: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template's bytes equal hiredis packing of the script's keys and arguments, per channel and per options."""
+    import hiredis
+
+    b = RedisBroker([redis_url], prefix="t", node_id="n1", history=MemoryHistoryStore() if persist else None,
+                    hot_window=100, cluster=False, **FAST)
+    commands: Any = b._shards.commands(0)
+    sent: list[bytes] = []
+    monkeypatch.setattr(commands, "run_packed", lambda script, data: sent.append(data))
+    other = StreamOptions(history_size=9, history_ttl=60)
+    calls = [("a", HIST, b"rec-1", "0000beef", -1), ("a", HIST, b"rec-2\r\n", "1234abcd", 0),
+             ("b", HIST, b"", "ffffffff", 7), ("a", other, b"rec-3", "00000000", 0)]
+    for channel, opts, record, epoch, top in calls:
+        keys = b._shards.keys(channel)
+        b._publish_call(commands, channel, keys, opts, record, epoch, top)
+        script_keys, args = b._publish_args(channel, keys, opts, record, epoch, top)
+        expected = hiredis.pack_command(("EVALSHA", b._publish_script.sha, len(script_keys), *script_keys, *args))
+        assert sent[-1] == expected, (channel, opts)
+    assert len(sent) == len(calls)

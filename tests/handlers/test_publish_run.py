@@ -143,16 +143,16 @@ async def test_the_burst_reaches_redis_together(ws_url: str, squall_app: Squall,
     # How the burst splits into batches depends on timing; what does not is
     # how many scripts were waiting for Redis at once (one at a time: 1).
     waiting = {"now": 0, "most": 0}
-    real = commands.run_script
+    real = commands.run_packed  # the publish script's call, packed from its template
 
-    def watched(script: Any, keys: Any, args: Any) -> asyncio.Future[Any]:
-        fut = real(script, keys, args)
+    def watched(script: Any, command: bytes) -> asyncio.Future[Any]:
+        fut = real(script, command)
         waiting["now"] += 1
         waiting["most"] = max(waiting["most"], waiting["now"])
         fut.add_done_callback(lambda _: waiting.__setitem__("now", waiting["now"] - 1))
         return fut
 
-    monkeypatch.setattr(commands, "run_script", watched)
+    monkeypatch.setattr(commands, "run_packed", watched)
     replies = await burst(c, "feed:b", N)
     assert [r.get("publish") for r in replies[:N]] == [{}] * N, replies[:N]
     assert waiting["most"] > 1, waiting

