@@ -380,7 +380,7 @@ class RedisBroker:
                 script_keys, args = self._publish_args(channel, keys, opts, OPEN, OPEN, OPEN)
                 template = CommandTemplate(("EVALSHA", self._publish_script.sha, len(script_keys), *script_keys, *args))
                 self._templates[channel] = (opts, template)
-            return commands.run_packed(self._publish_script, template.fill(record, epoch, top))
+            return commands.run_packed(self._publish_script, template.fill(record, epoch.encode(), b"%d" % top))
         script_keys, args = self._publish_args(channel, keys, opts, record, epoch, top)
         return commands.run_script(self._publish_script, script_keys, args)
 

@@ -3,8 +3,9 @@
 ``hiredis.pack_command`` costs about 3 µs for the 19 arguments of a publish
 script call, 5% of a publication's server CPU, though only the publication,
 its epoch and one flag change from call to call on a channel. A template
-packs the fixed arguments into RESP once; :meth:`CommandTemplate.fill` packs
-only the open ones and joins (about 0.6 µs). The bytes are those
+packs the fixed arguments into RESP once, as one bytes %-format;
+:meth:`CommandTemplate.fill` formats the open ones into it (about 1.4 µs
+with the caller's conversions, timeit). The bytes are those
 ``hiredis.pack_command`` makes for the whole command (tests compare them).
 """
 
@@ -31,7 +32,7 @@ def bulk(value: bytes | str | int) -> bytes:
 class CommandTemplate:
     """``command`` with :data:`OPEN` at the positions each call gives."""
 
-    __slots__ = ("_parts", "_open")
+    __slots__ = ("_format", "_open")
 
     def __init__(self, command: Sequence[object]) -> None:
         parts: list[bytes] = []
@@ -43,16 +44,17 @@ class CommandTemplate:
             else:
                 run.append(bulk(arg))  # type: ignore[arg-type]  # bulk checks the type
         parts.append(b"".join(run))
-        self._parts = tuple(parts)
+        # One bytes %-format for the whole command: one C call per fill.
+        self._format = b"$%d\r\n%s\r\n".join(p.replace(b"%", b"%%") for p in parts)
         self._open = len(parts) - 1
 
-    def fill(self, *values: bytes | str | int) -> bytes:
-        """The whole command's RESP, ``values`` at the open positions in order."""
+    def fill(self, *values: bytes) -> bytes:
+        """The whole command's RESP, ``values`` (bytes: the caller converts) at the open positions in order."""
         if len(values) != self._open:
             raise ValueError(f"this command has {self._open} open arguments, not {len(values)}")
-        parts = self._parts
-        out = [parts[0]]
-        for value, part in zip(values, parts[1:]):
-            out.append(bulk(value))
-            out.append(part)
-        return b"".join(out)
+        args: list[object] = []
+        for value in values:
+            if value.__class__ is not bytes:
+                raise TypeError(f"an open argument must be bytes, not {type(value).__name__}")
+            args += (len(value), value)
+        return self._format % tuple(args)

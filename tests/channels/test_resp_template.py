@@ -29,23 +29,35 @@ def test_fill_matches_hiredis_for_random_commands() -> None:
         values = [arg() for _ in holes]
         for i, v in zip(holes, values):
             command[i] = v
-        assert template.fill(*values) == hiredis.pack_command(tuple(command))
+        assert template.fill(*map(bulk_bytes, values)) == hiredis.pack_command(tuple(command))
+
+
+def bulk_bytes(value: bytes | str | int) -> bytes:
+    """A value as the bytes hiredis sends for it (what fill's callers pass)."""
+    return value if isinstance(value, bytes) else value.encode() if isinstance(value, str) else b"%d" % value
 
 
 def test_a_template_fills_again_and_again() -> None:
-    """The same template, other values: each fill stands alone."""
-    t = CommandTemplate(("SET", OPEN, OPEN))
-    assert t.fill("a", 1) == hiredis.pack_command(("SET", "a", 1))
-    assert t.fill(b"bb", "x") == hiredis.pack_command(("SET", b"bb", "x"))
+    """The same template, other values (a % in them or in the fixed part included): each fill stands alone."""
+    t = CommandTemplate(("SET", "100%", OPEN, OPEN))
+    assert t.fill(b"a", b"1") == hiredis.pack_command(("SET", "100%", "a", 1))
+    assert t.fill(b"b%sb%d", b"x") == hiredis.pack_command(("SET", "100%", b"b%sb%d", "x"))
 
 
 def test_wrong_count_of_values_is_refused() -> None:
     """A fill with too few or too many values raises instead of packing a different command."""
     t = CommandTemplate(("SET", OPEN, OPEN))
     with pytest.raises(ValueError):
-        t.fill("a")
+        t.fill(b"a")
     with pytest.raises(ValueError):
-        t.fill("a", "b", "c")
+        t.fill(b"a", b"b", b"c")
+
+
+@pytest.mark.parametrize("bad", ["text", 1, bytearray(b"x")])
+def test_open_values_must_be_bytes(bad: object) -> None:
+    """fill takes bytes only: a str or int would be packed wrong or not at all."""
+    with pytest.raises(TypeError):
+        CommandTemplate(("SET", OPEN)).fill(bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("bad", [1.5, None, True, ["a"]])
