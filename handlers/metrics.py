@@ -40,6 +40,7 @@ from handlers.metrics_runtime import GcPauseMonitor, LoopLagMonitor
 from handlers.metrics_tally import CounterTally, HistogramTally
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_GENERATIONS = ("0", "1", "2")  # the gc pause histogram's label values
 
 # Client commands are fast; a publish through Redis+MongoDB takes milliseconds.
 COMMAND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -230,6 +231,7 @@ class Metrics:
             self.fds = gauge("squall_process_open_fds", "Open file descriptors of this worker.", "liveall")
         self._gc_max = 0.0
         self._gc_cpu_max = 0.0
+        self._gc_times = HistogramTally(self.gc_pause, GC_BUCKETS)  # one per collection: hundreds a second under load
         self._lag = LoopLagMonitor(self._on_lag, lag_interval)
         self._gc = GcPauseMonitor(self._on_gc)
         self._sampler: asyncio.Task[None] | None = None
@@ -251,7 +253,7 @@ class Metrics:
         self.loop_lag_last.set(lag)
 
     def _on_gc(self, generation: int, seconds: float, cpu: float) -> None:
-        self.gc_pause.labels(str(generation)).observe(seconds)
+        self._gc_times.observe(_GENERATIONS[generation] if 0 <= generation < 3 else str(generation), seconds)
         if seconds > self._gc_max:
             self._gc_max = seconds
             self.gc_pause_max.set(seconds)
@@ -282,7 +284,8 @@ class Metrics:
                 self.fds.set(self._process.num_fds())
 
     def _flush_tallies(self) -> None:
-        for tally in (self._command_counts, self._command_times, self._disconnect_counts, self._connect_counts):
+        for tally in (self._command_counts, self._command_times, self._disconnect_counts, self._connect_counts,
+                      self._gc_times):
             tally.flush()
 
     def render(self) -> bytes:
