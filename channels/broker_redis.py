@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Awaitable, Sequence
 
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisError
@@ -364,7 +364,7 @@ class RedisBroker:
 
     def _publish_call(
         self, commands: Commands, channel: str, keys: ChannelKeys, opts: StreamOptions, record: bytes, epoch: str, top: int
-    ) -> Any:
+    ) -> Awaitable[Any]:
         """The PUBLISH script's call, queued; what it returns is awaited for the reply.
 
         On a pipeline the command is packed from the channel's template (only
