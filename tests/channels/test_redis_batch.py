@@ -12,6 +12,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from channels.redis_batch import CommandPipeline
 from channels.redis_shards import RedisShards, _no_maint_notifications
+from channels.resp_template import OPEN, CommandTemplate
 from tests.helpers.redis_server import MutingProxy, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -102,6 +103,22 @@ async def test_noscript_after_flush_loads_and_runs_each_call_once(redis_url: str
         replies = await asyncio.gather(*(pipeline.run_script(script, ["f"], ["ok"]) for _ in range(50)))
         assert replies == list(range(2, 52))
         assert await counter(redis_url, "f") == 51
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_packed_calls_mix_with_argument_calls_and_survive_noscript(redis_url: str) -> None:
+    """run_packed (a template's bytes) and run_script calls share batches in queue order, and after SCRIPT FLUSH both are sent again once."""
+    async with opened(redis_url, max_batch=3) as pipeline:
+        script = pipeline.script(COUNT)
+        template = CommandTemplate(("EVALSHA", script.sha, 1, "p", OPEN))
+        assert await pipeline.run_packed(script, template.fill(b"ok")) == 1
+        c = aioredis.Redis.from_url(redis_url)
+        await c.script_flush()
+        await c.aclose()
+        calls = [pipeline.run_packed(script, template.fill(b"ok")) if i % 2 else pipeline.run_script(script, ["p"], ["ok"])
+                 for i in range(20)]
+        assert await asyncio.gather(*calls) == list(range(2, 22))
+        assert await counter(redis_url, "p") == 21
 
 
 @pytest.mark.gen_test(timeout=30)
