@@ -242,14 +242,21 @@ def progress(scenario: str, r: dict[str, Any]) -> str:
             f"CPU/delivery {fmt(srv.get('cpu_us_per_delivery'), '.2f')} µs, loss {r['loss']}, errors {r['error_count']}")
 
 
+def squall_metrics(port: int) -> str | None:
+    """Squall's /metrics text (None: not answered)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 def squall_gc_pause_max(port: int) -> tuple[float | None, float | None]:
     """The longest GC pause Squall recorded and the most CPU one collection
     took (seconds), from its own /metrics: a wall pause far above its CPU time
     was the OS running something else (the load generator) meanwhile."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except (urllib.error.URLError, OSError):
+    text = squall_metrics(port)
+    if text is None:
         return None, None
     return prometheus_sample(text, "squall_gc_pause_max_seconds"), prometheus_sample(text, "squall_gc_pause_cpu_max_seconds")
 
@@ -263,11 +270,10 @@ def wait_disconnected(port: int, limit: float) -> float | None:
     """Seconds until Squall's /metrics shows no connection (None: not within ``limit``)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                left = prometheus_sample(resp.read().decode(), "squall_connections")
-        except (urllib.error.URLError, OSError):
+        text = squall_metrics(port)
+        if text is None:
             return None
+        left = prometheus_sample(text, "squall_connections")
         if left is not None and left <= 0:
             return time.monotonic() - t0
         time.sleep(0.05)

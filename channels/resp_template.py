@@ -16,16 +16,20 @@ from typing import Sequence
 OPEN = object()  # marks an argument given at each call
 
 
-def bulk(value: bytes | str | int) -> bytes:
-    """One RESP bulk string, converted as hiredis converts (str as UTF-8, int in decimal)."""
+def arg_bytes(value: bytes | str | int) -> bytes:
+    """An argument as hiredis sends it (str as UTF-8, int in decimal)."""
     if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode()
-    elif isinstance(value, int) and not isinstance(value, bool):
-        data = b"%d" % value
-    else:
-        raise TypeError(f"a Redis argument must be bytes, str or int, not {type(value).__name__}")
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return b"%d" % value
+    raise TypeError(f"a Redis argument must be bytes, str or int, not {type(value).__name__}")
+
+
+def bulk(value: bytes | str | int) -> bytes:
+    """One RESP bulk string."""
+    data = arg_bytes(value)
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from typing import Any, AsyncIterator, Callable
 
+import hiredis
 import pytest
 import redis.asyncio as aioredis
 
@@ -463,8 +464,6 @@ async def test_first_publishes_of_a_stream_keep_their_order_across_the_top_read(
 @pytest.mark.parametrize("persist", [False, True])
 def test_the_packed_publish_call_is_the_script_call(redis_url: str, persist: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The template's bytes equal hiredis packing of the script's keys and arguments, per channel and per options."""
-    import hiredis
-
     b = RedisBroker([redis_url], prefix="t", node_id="n1", history=MemoryHistoryStore() if persist else None,
                     hot_window=100, cluster=False, **FAST)
     commands: Any = b._shards.commands(0)
