@@ -185,10 +185,15 @@ class Hub(ClientRegistry):
             ch = self._channels[channel] = ChannelState(opts)
         ch.recovering[sub] = []
         try:
-            await self._ensure_broker_sub(channel, ch)
-            out = await positioning.read(
-                self.broker, channel, opts, since=since if recover else None, recoverable=recoverable, limit=self.recovery_limit
-            )
+            if ch.ready is None or not ch.ready.done():  # a done one succeeded (a failure resets it)
+                await self._ensure_broker_sub(channel, ch)
+            if opts.stream.enabled:
+                out = await positioning.read(
+                    self.broker, channel, opts, since=since if recover else None, recoverable=recoverable,
+                    limit=self.recovery_limit,
+                )
+            else:  # no stream: nothing to read (positioning.read would say the same)
+                out = SubscribeOutcome()
             if out.was_recovering:
                 if out.recovered:
                     self.stats.recovered += 1

@@ -67,14 +67,17 @@ class NamespaceOptions:
     # auto_cache_recover every subscribe gets the latest publication without asking
     force_recovery_mode: str = ""
     auto_cache_recover: bool = False
+    # derived from the history options, not an option: read several times per
+    # subscribe and per publication, so computed once here (dataclasses.replace
+    # computes it again)
+    stream: StreamOptions = field(init=False, repr=False, compare=False)
 
-    @property
-    def stream(self) -> StreamOptions:
-        return _stream_options(self.history_size, self.history_ttl, self.history_meta_ttl)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stream", _stream_options(self.history_size, self.history_ttl, self.history_meta_ttl))
 
     @classmethod
     def option_names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
+        return {f.name for f in fields(cls) if f.init}
 
 
 @functools.cache
@@ -143,7 +146,7 @@ def build_namespaces(
 
 
 def _options(raw: Mapping[str, Any], where: str) -> NamespaceOptions:
-    known = {f.name: f for f in fields(NamespaceOptions)}
+    known = {f.name: f for f in fields(NamespaceOptions) if f.init}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         f = known.get(key)

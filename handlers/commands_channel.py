@@ -123,7 +123,8 @@ async def join(
     recovered = [p for p in out.publications if keeps(delivery, p)]
     if recovered:
         result["publications"] = [publication_body(delivery, p) for p in recovered]
-    result.update(ttl_fields(expire_at, time.time()))
+    if expire_at:
+        result.update(ttl_fields(expire_at, time.time()))
     return result, out.pending
 
 

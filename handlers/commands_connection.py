@@ -83,7 +83,8 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
         "pong": True,
         "node": ctx.hub.node_id,
     }
-    result.update(ttl_fields(s.expire_at, time.time()))
+    if s.expire_at:
+        result.update(ttl_fields(s.expire_at, time.time()))
     if proxied is not None and proxied.data is not None:
         result["data"] = proxied.data
     subs_out: dict[str, Any] = {}

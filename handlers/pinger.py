@@ -11,7 +11,6 @@ per socket, not a tuple and a float), so 3502 comes up to two ticks late.
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from typing import Protocol
@@ -42,6 +41,7 @@ class Pinger:
         self._buckets: list[set[Pingable]] = [set() for _ in range(n)]
         self._where: dict[Pingable, int] = {}
         self._next = 0
+        self._next_bucket = 0  # where add() puts the next connection
         self._pong_timeout = pong_timeout
         self._deadlines: deque[tuple[float, float, Pingable]] = deque()
         # [first deadline, last deadline, sockets]: one group per tick of deadlines
@@ -59,8 +59,9 @@ class Pinger:
             self._pc = None
 
     def add(self, conn: Pingable) -> None:
-        # Spread new connections so a reconnect storm does not ping in lockstep.
-        i = random.randrange(len(self._buckets))
+        # Spread new connections so a reconnect storm does not ping in lockstep:
+        # in turn, which spreads them evenly and costs less than a random draw
+        i = self._next_bucket = (self._next_bucket + 1) % len(self._buckets)
         self._buckets[i].add(conn)
         self._where[conn] = i
 

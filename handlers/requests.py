@@ -74,6 +74,8 @@ class StreamRequest:
 
     @classmethod
     def parse(cls, params: Params) -> StreamRequest:
+        if not _STREAM_KEYS.intersection(params):
+            return NO_STREAM_REQUEST  # a plain subscribe: no frozen instance to build
         since = None
         if params.get("recover"):
             since = _position(params.get("offset", 0), params.get("epoch", ""), "bad recovery position")
@@ -88,6 +90,7 @@ class StreamRequest:
 
 
 NO_STREAM_REQUEST = StreamRequest()
+_STREAM_KEYS = frozenset(("recover", "offset", "epoch", "flag", "join_leave", "recoverable", "positioned"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from enum import Enum
 from typing import Any, Callable, Hashable, Mapping
 
@@ -31,6 +30,7 @@ from channels.errors import Disconnect, DisconnectCode, SquallError
 from channels.types import ClientInfo
 from handlers.commands import COMMANDS
 from handlers.commands_channel import Subscription, server_subscribe, server_unsubscribe
+from handlers.client_ids import new_client_id
 from handlers.commands_connection import connection_closed, server_refresh
 from handlers.context import Context
 from handlers.expiry import deadline, due, first_deadline
@@ -73,7 +73,7 @@ class ClientSession:
         self.out = out
         self.wire_key: Hashable = wire.key  # read per subscriber per publication by the hub
         self.remote_ip = remote_ip
-        self.client_id = str(uuid.uuid4())
+        self.client_id = new_client_id()
         self.user = ""
         self.info = ClientInfo(client=self.client_id)
         self.state = State.NEW
@@ -346,6 +346,8 @@ class ClientSession:
         self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
+        if not self.expire_at and self._expire_handle is None:
+            return  # never expires, no timer to cancel: the common connect
         at = deadline(self.expire_at, self.ctx.options.client_expired_close_delay)
         self._expire_handle = _rearm(self._expire_handle, at, self._expired)
 

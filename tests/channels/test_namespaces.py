@@ -1,5 +1,7 @@
 """Namespace lookup, option validation, and user-limited channel parsing."""
 
+import dataclasses
+
 import pytest
 
 from channels import errors
@@ -50,3 +52,15 @@ def test_user_limited_channels() -> None:
 def test_durations(value: object, seconds: float) -> None:
     """Durations accept numbers and Centrifugo-style strings."""
     assert parse_duration(value, "k") == seconds
+
+
+def test_stream_options_follow_the_history_options() -> None:
+    """`stream` is derived, not an option: it follows history_size/ttl, also after replace()."""
+    ns = build_namespaces({}, [{"name": "h", "history_size": 5, "history_ttl": "1m"}])
+    opts = ns.lookup("h:a")
+    assert opts.stream.enabled and opts.stream.history_size == 5 and opts.stream.history_ttl == 60
+    assert not ns.lookup("plain").stream.enabled
+    bigger = dataclasses.replace(opts, history_size=9)
+    assert bigger.stream.history_size == 9 and opts.stream.history_size == 5
+    with pytest.raises(ValueError, match="unknown namespace option"):
+        build_namespaces({}, [{"name": "x", "stream": {}}])

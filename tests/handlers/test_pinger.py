@@ -145,3 +145,19 @@ async def test_new_sockets_hear_their_stale_deadline_once_and_not_before() -> No
     for i, n in enumerate(news):
         assert n.due_at >= start + 0.2 * (i + 1)
     assert news[0].due_at <= news[1].due_at <= news[2].due_at
+
+
+def test_new_connections_spread_evenly_over_the_ping_ticks() -> None:
+    """Connections added one after another land in every ping bucket in turn, not in lockstep."""
+    from handlers.pinger import Pinger
+
+    pinger = Pinger(1.0, 1.0)
+    n = len(pinger._buckets)
+    assert n > 1
+    peers = [_Peer(answers=True) for _ in range(n * 7)]
+    for p in peers:
+        pinger.add(p)
+    assert [len(b) for b in pinger._buckets] == [7] * n
+    for p in peers[::2]:
+        pinger.remove(p)
+    assert sum(len(b) for b in pinger._buckets) == len(peers) - len(peers[::2]) == len(pinger)

@@ -15,6 +15,7 @@ from handlers.requests import (
     PublishRequest,
     RefreshRequest,
     RpcRequest,
+    NO_STREAM_REQUEST,
     StreamRequest,
     SubRefreshRequest,
     SubscribeRequest,
@@ -30,6 +31,17 @@ def test_subscribe_parses_channel_token_and_recovery() -> None:
     assert req.channel == "chat:a" and req.token == "t"
     assert req.stream == StreamRequest(since=StreamPosition(7, "e"), flag=2, join_leave=True)
     assert SubscribeRequest.parse({"channel": "c", "offset": 7}).stream.since is None  # no recover: no position
+
+
+def test_plain_subscribe_shares_the_empty_stream_request() -> None:
+    """A subscribe without stream fields gets the shared empty request; any stream field is still read."""
+    assert SubscribeRequest.parse({"channel": "c", "data": {"x": 1}}).stream is NO_STREAM_REQUEST
+    assert StreamRequest.parse({}) is NO_STREAM_REQUEST
+    assert StreamRequest.parse({"positioned": True}) == StreamRequest(positioned=True)
+    assert StreamRequest.parse({"recoverable": True}) == StreamRequest(recoverable=True)
+    assert StreamRequest.parse({"flag": 4}) == StreamRequest(flag=4)
+    with pytest.raises(errors.BadRequest):
+        StreamRequest.parse({"recover": True, "epoch": 3})
 
 
 @pytest.mark.parametrize(
