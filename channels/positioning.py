@@ -17,10 +17,12 @@ from channels.types import HistoryQuery, HistoryResult, Publication, StreamOptio
 
 log = logging.getLogger("squall.hub")
 
+NO_POSITION = StreamPosition()
+
 
 @dataclass(slots=True)
 class SubscribeOutcome:
-    position: StreamPosition = field(default_factory=StreamPosition)
+    position: StreamPosition = NO_POSITION  # immutable: one shared instance
     recoverable: bool = False
     recovered: bool = False
     was_recovering: bool = False

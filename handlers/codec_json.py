@@ -36,10 +36,10 @@ def _loads(line: bytes) -> Any:
 
 def to_command(obj: Any) -> Command:
     """A decoded map-form object (JSON or msgpack) -> Command, or ProtocolError."""
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:  # what orjson and msgpack give: no subclasses
         raise ProtocolError("command must be an object")
     cid = obj.get("id", 0)
-    if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid <= MAX_ID:
+    if type(cid) is not int or not 0 <= cid <= MAX_ID:  # a bool is not an id
         raise ProtocolError("command id must be an unsigned 32-bit integer")
     method = ""
     params: Any = None
@@ -54,7 +54,7 @@ def to_command(obj: Any) -> Command:
     if method:
         if params is None:
             params = {}
-        if not isinstance(params, dict):
+        elif type(params) is not dict:
             raise ProtocolError(f"{method} params must be an object")
     elif cid:
         # an id but no known method: a reply error, not a disconnect

@@ -120,7 +120,7 @@ async def join(
         result["recovered"] = out.recovered
     if delivery is not None and delivery.delta:
         result["delta"] = True
-    recovered = [p for p in out.publications if keeps(delivery, p)]
+    recovered = [p for p in out.publications if keeps(delivery, p)] if out.publications else []
     if recovered:
         result["publications"] = [publication_body(delivery, p) for p in recovered]
     if expire_at:
@@ -163,7 +163,10 @@ async def subscribe(s: ClientSession, req: SubscribeRequest) -> Result:
     sub_outages.forget(s, channel)
     if proxied is not None:
         proxy_calls.subscribed(s, channel, opts, proxied, result)
-    after = [s.encode_push(channel, "pub", publication_body(delivery, p)) for p in pending if keeps(delivery, p)]
+    after = (
+        [s.encode_push(channel, "pub", publication_body(delivery, p)) for p in pending if keeps(delivery, p)]
+        if pending else []
+    )
     if expire_at:
         s.watch_subscriptions()
     return Reply(result, after)

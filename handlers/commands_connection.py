@@ -75,7 +75,8 @@ async def connect(s: ClientSession, req: ConnectRequest) -> Result:
     s.connected_as(user, info, 0 if refreshed_by_proxy else expire_at, claims.meta if claims else None)
     if refreshed_by_proxy and expire_at:
         proxy_calls.arm_refresh(s, expire_at)
-    ctx.events.emit("connect", client=s.client_id, user=user, transport=s.transport, remote_ip=s.remote_ip)
+    if ctx.events.wants("connect"):  # no keyword dict built per connect when no event is recorded
+        ctx.events.emit("connect", client=s.client_id, user=user, transport=s.transport, remote_ip=s.remote_ip)
     result: dict[str, Any] = {
         "client": s.client_id,
         "version": ctx.version,
@@ -160,7 +161,8 @@ async def connection_closed(s: ClientSession) -> None:
         s.proxy_timer.cancel()
         s.proxy_timer = None
     code = s.close_code or errors.CONNECTION_CLOSED.code
-    s.ctx.events.emit("disconnect", client=s.client_id, user=s.user, code=code)
+    if s.ctx.events.wants("disconnect"):
+        s.ctx.events.emit("disconnect", client=s.client_id, user=s.user, code=code)
     if s.ctx.hooks.on_disconnect is not None:
         try:
             await s.ctx.hooks.on_disconnect(s.info, code)

@@ -22,7 +22,7 @@ KNOWN = frozenset({
 
 def clean(value: str) -> str:
     """Printable, short: what logs and the admin page show."""
-    return _UNSAFE.sub("_", value[:MAX_LEN])
+    return _UNSAFE.sub("_", value[:MAX_LEN]) if value else value
 
 
 def label(name: str) -> str:
