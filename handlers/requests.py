@@ -142,11 +142,14 @@ class ConnectRequest:
         name, version, headers = params.get("name") or "", params.get("version") or "", params.get("headers") or {}
         if not isinstance(name, str) or not isinstance(version, str):
             raise errors.BadRequest("name and version must be strings")
-        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        if not isinstance(headers, dict) or (
+            headers and not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
             raise errors.BadRequest("headers must map strings to strings")
-        for entry in subs.values():
-            if isinstance(entry, dict):
-                ServerSubRequest.check(entry)
+        if subs:
+            for entry in subs.values():
+                if isinstance(entry, dict):
+                    ServerSubRequest.check(entry)
         return cls(token=token, data=params.get("data"), subs=subs, name=name, version=version,
                    headers=headers or NO_HEADERS)
 
