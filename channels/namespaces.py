@@ -21,7 +21,6 @@ _NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{1,64}$")
 # Channel names: printable ASCII without whitespace; length checked separately.
 _CHANNEL_RE = re.compile(r"^[\x21-\x7e]+$")
 DELTA_TYPES = ("fossil",)
-KNOWN_CHANNELS = 10_000  # channel lookups remembered (Namespaces.lookup)
 RECOVERY_MODES = ("", "stream", "cache")
 
 
@@ -94,10 +93,6 @@ class Namespaces:
     default: NamespaceOptions = field(default_factory=NamespaceOptions)
     by_name: Mapping[str, NamespaceOptions] = field(default_factory=dict)
     channel_max_length: int = 255
-    # channel -> its options, for channels that passed: every subscribe and
-    # publish looks its channel up (a regex match, a split and a dict read);
-    # emptied when full, so random names cannot grow it without bound
-    _known: dict[str, NamespaceOptions] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def namespace_name(self, channel: str) -> str:
         ns, sep, _ = channel.partition(NAMESPACE_SEPARATOR)
@@ -105,22 +100,13 @@ class Namespaces:
 
     def lookup(self, channel: str) -> NamespaceOptions:
         """Options for ``channel``; UnknownChannel when its namespace is not configured."""
-        known = self._known
-        opts = known.get(channel)
-        if opts is not None:
-            return opts
         self.validate(channel)
         name = self.namespace_name(channel)
         if not name:
-            opts = self.default
-        else:
-            found = self.by_name.get(name)
-            if found is None:
-                raise UnknownChannel()
-            opts = found
-        if len(known) >= KNOWN_CHANNELS:
-            known.clear()
-        known[channel] = opts
+            return self.default
+        opts = self.by_name.get(name)
+        if opts is None:
+            raise UnknownChannel()
         return opts
 
     def validate(self, channel: str) -> None:

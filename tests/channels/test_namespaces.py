@@ -65,21 +65,3 @@ def test_stream_options_follow_the_history_options() -> None:
     with pytest.raises(ValueError, match="unknown namespace option"):
         build_namespaces({}, [{"name": "x", "stream": {}}])
 
-
-def test_lookups_are_remembered_up_to_a_bound_and_refusals_never() -> None:
-    """A looked-up channel is remembered; refused names are not; the memory empties at its bound."""
-    from channels import namespaces
-
-    ns = build_namespaces({}, [{"name": "chat", "history_size": 5}])
-    assert ns.lookup("chat:a") is ns.lookup("chat:a") is ns.by_name["chat"]
-    assert "chat:a" in ns._known
-    for _ in range(2):
-        with pytest.raises(errors.UnknownChannel):
-            ns.lookup("nope:a")
-        with pytest.raises(errors.BadRequest):
-            ns.lookup("has space")
-    assert set(ns._known) == {"chat:a"}
-    for i in range(namespaces.KNOWN_CHANNELS + 5):
-        assert ns.lookup(f"chat:{i}").history_size == 5
-    assert len(ns._known) <= namespaces.KNOWN_CHANNELS
-    assert ns.lookup("plain") is ns.default
